@@ -1,0 +1,115 @@
+//! charter layer images: a deterministic EROFS image of the layer tar, then a dm-verity v1
+//! superblock and hash tree appended right after it (DESIGN.md D4).
+//!
+//! ```text
+//! 0                     data_size           data_size + 4096
+//! | EROFS (4 KiB blocks) | verity superblock | hash tree (top level first) |
+//! ```
+//!
+//! The verity parameters are fixed: SHA-256, 4096-byte data and hash blocks, 32 zero bytes of
+//! salt, format v1, as `veritysetup format --hash-offset=<data_size>` writes them. The
+//! superblock's UUID is all zero so that the whole file, not just the root hash, is a function
+//! of the tar.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::num::NonZeroUsize;
+
+use charter_verity::{FormatOptions, RootHash, VerifyOptions, VerityParams};
+
+use crate::Error;
+
+/// Names the layer image format; part of the cache key. Bump it whenever the bytes of a layer
+/// image for the same tar could change.
+pub const LAYER_FORMAT: &str = "erofs1-verity1-sha256-4k";
+
+/// A built layer image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerImage {
+    /// The dm-verity root hash: the layer's identity in policies.
+    pub root_hash: RootHash,
+    /// Bytes of EROFS data (the verity data device size).
+    pub data_size: u64,
+    /// Total size of the image file, tree included.
+    pub total_size: u64,
+    /// What the EROFS writer reported.
+    pub erofs: charter_erofs::BuildSummary,
+}
+
+/// Converts the tar stream `tar` into a layer image written to `out` (which must be empty and
+/// seekable), then appends the verity tree. `threads` hashes the lowest tree level in parallel;
+/// it does not change a single output byte.
+pub fn build_layer_image<R: Read>(
+    tar: R,
+    out: &File,
+    threads: NonZeroUsize,
+    what: &str,
+) -> Result<LayerImage, Error> {
+    let mut writer = BufWriter::with_capacity(1 << 20, out);
+    let erofs =
+        charter_erofs::build_from_tar(tar, &mut writer, &charter_erofs::BuildOptions::default())
+            .map_err(|source| Error::Erofs {
+                diff_id: what.to_owned(),
+                source,
+            })?;
+    writer.flush().map_err(|e| Error::io(what, e))?;
+    drop(writer);
+    let data_size = erofs.image_size;
+    let params = VerityParams::default();
+    let options = FormatOptions {
+        threads,
+        superblock: Some([0u8; 16]),
+    };
+    let formatted = charter_verity::format(out, data_size, out, data_size, &params, &options)
+        .map_err(|source| Error::Verity {
+            what: what.to_owned(),
+            source,
+        })?;
+    let total_size = (&*out)
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io(what, e))?;
+    Ok(LayerImage {
+        root_hash: formatted.root_hash,
+        data_size,
+        total_size,
+        erofs,
+    })
+}
+
+/// Checks a layer image against `root_hash`: the data size comes from the EROFS superblock, the
+/// verity superblock after it must carry charter's fixed parameters, and every block is
+/// rehashed. The error names the first block that does not match.
+pub fn verify_layer_image(
+    image: &File,
+    root_hash: &RootHash,
+    threads: NonZeroUsize,
+    what: &str,
+) -> Result<u64, Error> {
+    let erofs_error = |source| Error::Erofs {
+        diff_id: what.to_owned(),
+        source,
+    };
+    let erofs = charter_erofs::Image::open(image).map_err(erofs_error)?;
+    if erofs.block_size() != 4096 {
+        return Err(Error::Malformed(format!(
+            "{what}: EROFS block size {} is not charter's 4096",
+            erofs.block_size()
+        )));
+    }
+    let data_size = erofs.data_size();
+    // The superblock must be there and agree with charter's fixed parameters and the data size
+    // read from EROFS; the root comes from the caller (the policy), never from the image.
+    let options = VerifyOptions {
+        threads,
+        superblock: true,
+    };
+    let params = VerityParams::default();
+    charter_verity::verify(
+        image, data_size, image, data_size, &params, root_hash, &options,
+    )
+    .map_err(|source| Error::Verity {
+        what: what.to_owned(),
+        source,
+    })?;
+    Ok(data_size)
+}
