@@ -1,0 +1,114 @@
+//! `charter image measure`: each layer's diff_id and dm-verity root hash.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use charter_image::{Cache, ImageSource, LayerMeasurement, MeasureObserver, Platform};
+use clap::{Args, Subcommand};
+
+use super::output;
+use super::progress::ByteProgress;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Print each layer's diff_id and dm-verity root hash (base layer first).
+    Measure(MeasureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// `oci:DIR[:TAG]`, `docker-archive:FILE[:REF]`, or a path (a directory is an OCI layout,
+    /// a file a docker archive).
+    source: String,
+    /// Platform to pick from a multi-platform index.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Cache directory (default: $CHARTER_CACHE_DIR, $XDG_CACHE_HOME/charter, ~/.cache/charter).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Measure every layer even when a cached root hash exists, and record nothing.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    common: super::Common,
+}
+
+pub fn run(cmd: ImageCmd) -> Result<ExitCode> {
+    match cmd {
+        ImageCmd::Measure(args) => measure(args),
+    }
+}
+
+struct Bars {
+    quiet: bool,
+    current: RefCell<Option<ByteProgress>>,
+}
+
+impl MeasureObserver for Bars {
+    fn layer_started(&self, index: usize, blob_size: Option<u64>, cached: bool) {
+        if !cached {
+            *self.current.borrow_mut() = Some(ByteProgress::new(
+                blob_size,
+                &format!("layer {index}"),
+                self.quiet,
+            ));
+        }
+    }
+    fn progress(&self, _index: usize, blob_bytes: u64) {
+        if let Some(bar) = &*self.current.borrow() {
+            bar.set(blob_bytes);
+        }
+    }
+    fn layer_finished(&self, _m: &LayerMeasurement) {
+        if let Some(bar) = self.current.borrow_mut().take() {
+            bar.finish();
+        }
+    }
+}
+
+fn measure(args: MeasureArgs) -> Result<ExitCode> {
+    let threads = args.common.threads()?;
+    let platform: Platform = args.platform.parse()?;
+    let source = ImageSource::parse(&args.source)?;
+    let image = source
+        .open(&platform)
+        .with_context(|| format!("opening {}", args.source))?;
+    let cache = if args.no_cache {
+        None
+    } else {
+        let dir = args
+            .cache_dir
+            .clone()
+            .or_else(Cache::default_dir)
+            .context("no cache directory: set $HOME or pass --cache-dir or --no-cache")?;
+        Some(Cache::open(&dir).with_context(|| format!("opening cache {}", dir.display()))?)
+    };
+    let scratch = std::env::temp_dir();
+    let bars = Bars {
+        quiet: args.common.quiet,
+        current: RefCell::new(None),
+    };
+    let layers = charter_image::measure(&image, cache.as_ref(), &scratch, threads, &bars)
+        .with_context(|| format!("measuring {}", image.source))?;
+    if args.common.json {
+        let out = serde_json::json!({
+            "source": image.source,
+            "manifest_digest": image.manifest_digest,
+            "config_digest": image.config_digest,
+            "layers": layers,
+        });
+        output::line(serde_json::to_string_pretty(&out)?)?;
+    } else {
+        output::line(&image.source)?;
+        for l in &layers {
+            let note = if l.cached { "  (cached)" } else { "" };
+            output::line(format_args!(
+                "  layer {}  diff_id {}  root_hash {}{note}",
+                l.index, l.diff_id, l.root_hash
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! Progress bars on stderr, shown only when stderr is a terminal and `--quiet` is not given.
+
+use std::io::{IsTerminal, Read};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A byte-count progress bar (or nothing).
+pub struct ByteProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl ByteProgress {
+    /// A bar over `total` bytes (a spinner when unknown).
+    pub fn new(total: Option<u64>, label: &str, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Self { bar: None };
+        }
+        let bar = match total {
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+        };
+        let template = if total.is_some() {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+        } else {
+            "{msg} {spinner} {bytes} {bytes_per_sec}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(label.to_owned());
+        Self { bar: Some(bar) }
+    }
+
+    /// Wraps a reader so reads advance the bar.
+    pub fn wrap<'a>(&self, r: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        match &self.bar {
+            Some(bar) => Box::new(bar.wrap_read(r)),
+            None => r,
+        }
+    }
+
+    /// Sets the position.
+    pub fn set(&self, pos: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(pos);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
