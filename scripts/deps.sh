@@ -1,0 +1,38 @@
+# Sourced by the scripts in this folder: installs what charter's demo and tests need on a
+# Debian machine of this project's kind. Safe to run again; does nothing when all is present.
+
+charter_missing_debs() {
+  local want=(
+    veritysetup:cryptsetup-bin mkfs.erofs:erofs-utils fsck.erofs:erofs-utils
+    busybox:busybox-static skopeo:skopeo umoci:umoci runc:runc
+    docker-registry:docker-registry zstd:zstd
+  )
+  local missing=() pair
+  for pair in "${want[@]}"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+  done
+  # busybox must be the static build: tests copy it into images that have no libc.
+  if command -v busybox >/dev/null 2>&1 && ldd "$(command -v busybox)" >/dev/null 2>&1; then
+    missing+=(busybox-static)
+  fi
+  printf '%s\n' "${missing[@]}" | sort -u | grep -v '^$' || true
+}
+
+charter_install_deps() {
+  local missing
+  missing=$(charter_missing_debs)
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "charter: missing Debian packages (install them as root): $missing" >&2
+      return 1
+    fi
+    echo "charter: installing $missing" >&2
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "charter: cargo is not on PATH" >&2
+    return 1
+  fi
+}
