@@ -31,6 +31,12 @@ charter_install_deps() {
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
+  # PyPI oracles: the launch-measurement reference implementation.
+  if ! command -v sev-snp-measure >/dev/null 2>&1; then
+    echo "charter: installing sev-snp-measure from PyPI" >&2
+    python3 -m pip install -q --disable-pip-version-check sev-snp-measure >/dev/null
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  fi
   if ! command -v cargo >/dev/null 2>&1; then
     echo "charter: cargo is not on PATH" >&2
     return 1

@@ -35,9 +35,13 @@ pub enum Blob {
     Zstd,
 }
 
+/// Layer tars with the compression of their blobs.
+type Layers = Vec<(Vec<u8>, Blob)>;
+
 struct Entry {
     tag: String,
-    manifests: Vec<(Option<&'static str>, Vec<(Vec<u8>, Blob)>)>,
+    /// One manifest (architecture None) or one per architecture.
+    manifests: Vec<(Option<&'static str>, Layers)>,
 }
 
 pub struct LayoutBuilder {
