@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::num::NonZeroUsize;
 
-use charter_verity::{FormatOptions, RootHash, VerifyOptions, VerityParams};
+use charter_verity::{FormatOptions, RootHash, VerifyOptions, VerityParams, VerityWriter};
 
 use crate::Error;
 
@@ -37,43 +37,66 @@ pub struct LayerImage {
 }
 
 /// Converts the tar stream `tar` into a layer image written to `out` (which must be empty and
-/// seekable), then appends the verity tree. `threads` hashes the lowest tree level in parallel;
-/// it does not change a single output byte.
+/// seekable, open for reading and writing), with the verity tree appended. With more than one
+/// thread the data blocks are hashed on another core while they are written. `threads` does
+/// not change a single output byte.
 pub fn build_layer_image<R: Read>(
     tar: R,
     out: &File,
     threads: NonZeroUsize,
     what: &str,
 ) -> Result<LayerImage, Error> {
+    let verity_error = |source| Error::Verity {
+        what: what.to_owned(),
+        source,
+    };
+    let params = VerityParams::default();
+    let options = FormatOptions {
+        threads,
+        superblock: Some([0u8; 16]),
+    };
+    let (erofs, formatted) = if threads.get() > 1 {
+        // Hash level 0 on another core while the EROFS writer copies file data.
+        let mut tee = VerityWriter::new(out, params).map_err(verity_error)?;
+        let erofs = write_erofs(tar, &mut tee, what)?;
+        let data_size = erofs.image_size;
+        let formatted = tee
+            .finish(data_size, data_size, &options)
+            .map_err(verity_error)?;
+        (erofs, formatted)
+    } else {
+        let mut file = out;
+        let erofs = write_erofs(tar, &mut file, what)?;
+        let data_size = erofs.image_size;
+        let formatted = charter_verity::format(out, data_size, out, data_size, &params, &options)
+            .map_err(verity_error)?;
+        (erofs, formatted)
+    };
+    let total_size = (&*out)
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io(what, e))?;
+    Ok(LayerImage {
+        root_hash: formatted.root_hash,
+        data_size: erofs.image_size,
+        total_size,
+        erofs,
+    })
+}
+
+fn write_erofs<R: Read, W: Write + Seek>(
+    tar: R,
+    out: W,
+    what: &str,
+) -> Result<charter_erofs::BuildSummary, Error> {
     let mut writer = BufWriter::with_capacity(1 << 20, out);
-    let erofs =
+    let summary =
         charter_erofs::build_from_tar(tar, &mut writer, &charter_erofs::BuildOptions::default())
             .map_err(|source| Error::Erofs {
                 diff_id: what.to_owned(),
                 source,
             })?;
     writer.flush().map_err(|e| Error::io(what, e))?;
-    drop(writer);
-    let data_size = erofs.image_size;
-    let params = VerityParams::default();
-    let options = FormatOptions {
-        threads,
-        superblock: Some([0u8; 16]),
-    };
-    let formatted = charter_verity::format(out, data_size, out, data_size, &params, &options)
-        .map_err(|source| Error::Verity {
-            what: what.to_owned(),
-            source,
-        })?;
-    let total_size = (&*out)
-        .seek(SeekFrom::End(0))
-        .map_err(|e| Error::io(what, e))?;
-    Ok(LayerImage {
-        root_hash: formatted.root_hash,
-        data_size,
-        total_size,
-        erofs,
-    })
+    Ok(summary)
 }
 
 /// Checks a layer image against `root_hash`: the data size comes from the EROFS superblock, the

@@ -70,7 +70,14 @@ pub fn format(
         file: data,
         what: "data device",
     };
-    build(&mut src, layout, hash_dev, hash_offset, params, opts)
+    build(
+        Level0::Source(&mut src),
+        layout,
+        hash_dev,
+        hash_offset,
+        params,
+        opts,
+    )
 }
 
 /// Like [`format()`], reading the data from a stream (a pipe, a decompressor...). Exactly
@@ -90,7 +97,14 @@ pub fn format_reader<R: Read>(
         reader: data,
         position: 0,
     };
-    build(&mut src, layout, hash_dev, hash_offset, params, opts)
+    build(
+        Level0::Source(&mut src),
+        layout,
+        hash_dev,
+        hash_offset,
+        params,
+        opts,
+    )
 }
 
 /// Whole data blocks in `data_size` bytes; none is an error (as in `veritysetup`).
@@ -111,7 +125,7 @@ pub(crate) fn data_blocks(data_size: u64, params: &VerityParams) -> Result<u64, 
 /// `veritysetup` refuses a hash area starting inside the data area of the same device. We also
 /// refuse a superblock-less tree whose start, rounded down to a hash block, falls inside the
 /// data (`veritysetup` then overwrites the end of the data).
-fn check_overlap(
+pub(crate) fn check_overlap(
     data: &File,
     hash_dev: &File,
     layout: &TreeLayout,
@@ -139,8 +153,16 @@ fn check_overlap(
     Ok(())
 }
 
-fn build<S: BlockSource>(
-    src: &mut S,
+/// Where level 0 (the digests of the data blocks) comes from.
+pub(crate) enum Level0<'s, S> {
+    /// Hash the data blocks of this source.
+    Source(&'s mut S),
+    /// Already hashed: `data_blocks` slots of `digest_stride` bytes, digest first, zero padded.
+    Digests(&'s [u8]),
+}
+
+pub(crate) fn build<S: BlockSource>(
+    level0_input: Level0<'_, S>,
     layout: TreeLayout,
     hash_dev: &File,
     hash_offset: u64,
@@ -158,12 +180,17 @@ fn build<S: BlockSource>(
     let threads = opts.threads.get();
 
     let root_hash = match layout.levels.split_first() {
-        None => {
+        None => match level0_input {
             // One data block: the root is its digest and there is no tree.
-            let mut block = vec![0u8; dbs];
-            src.read_block_run(&mut block, 0)?;
-            hasher.hash_one(&block)?
-        }
+            Level0::Source(src) => {
+                let mut block = vec![0u8; dbs];
+                src.read_block_run(&mut block, 0)?;
+                hasher.hash_one(&block)?
+            }
+            Level0::Digests(d) => {
+                RootHash::from_bytes(d.get(..hasher.digest_size()).ok_or(Error::SizeOverflow)?)?
+            }
+        },
         Some((level0, _)) => {
             let mut w = LevelWriter::new(hash_dev, level0.offset, hbs, per_block);
             let pass = Pass {
@@ -173,7 +200,16 @@ fn build<S: BlockSource>(
                 stride: layout.digest_stride,
                 threads,
             };
-            io::hash_pass(src, pass, &hasher, |_, d| w.push(d))?;
+            match level0_input {
+                Level0::Source(src) => io::hash_pass(src, pass, &hasher, |_, d| w.push(d))?,
+                Level0::Digests(d) => {
+                    let want = usize::try_from(data_blocks)
+                        .ok()
+                        .and_then(|b| b.checked_mul(layout.digest_stride))
+                        .ok_or(Error::SizeOverflow)?;
+                    w.push(d.get(..want).ok_or(Error::SizeOverflow)?)?;
+                }
+            }
             w.finish()?;
             // Upper levels hash the level below, read back from the hash device.
             for pair in layout.levels.windows(2) {
