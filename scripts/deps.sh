@@ -37,8 +37,25 @@ charter_install_deps() {
     python3 -m pip install -q --disable-pip-version-check sev-snp-measure >/dev/null
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
   fi
+  charter_install_opa_bridge || return 1
   if ! command -v cargo >/dev/null 2>&1; then
     echo "charter: cargo is not on PATH" >&2
     return 1
   fi
+}
+
+# Real OPA (v1.20.2, as a c-shared library in a PyPI wheel) for the policy engine's differential
+# test. The wheel declares Python >= 3.14 but its ctypes bridge loads from any python3, so it is
+# downloaded and unpacked rather than pip-installed. Exports CHARTER_OPA_BRIDGE.
+charter_install_opa_bridge() {
+  local dir=${CHARTER_OPA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/charter/opa-0.4.4}
+  if [ ! -d "$dir/wheel" ]; then
+    echo "charter: fetching the OPA bridge wheel from PyPI" >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    python3 -m pip download -q --disable-pip-version-check --python-version 3.14 \
+      --only-binary=:all: --no-deps opa-golib-python-bindings==0.4.4 -d "$dir.tmp/dl" >/dev/null || return 1
+    python3 -m zipfile -e "$dir.tmp"/dl/opa_golib_python_bindings-*.whl "$dir.tmp/wheel" || return 1
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  export CHARTER_OPA_BRIDGE="$dir/wheel"
 }

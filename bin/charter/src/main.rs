@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "charter", version, about = "Confidential containers with attested execution policies")]
+#[command(
+    name = "charter",
+    version,
+    about = "Confidential containers with attested execution policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +30,12 @@ enum Command {
     /// Inspect and measure container images.
     #[command(subcommand)]
     Image(commands::image::ImageCmd),
+    /// Inspect, verify and predict AMD SEV-SNP attestation evidence.
+    #[command(subcommand)]
+    Attest(commands::attest::AttestCmd),
+    /// Check execution policies and replay host requests against them.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCmd),
 }
 
 fn main() -> ExitCode {
@@ -33,12 +43,41 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Layer(cmd) => commands::layer::run(cmd),
         Command::Image(cmd) => commands::image::run(cmd),
+        Command::Policy(cmd) => commands::policy::run(cmd),
+        Command::Attest(cmd) => commands::attest::run(cmd),
     };
     match result {
         Ok(code) => code,
+        // A closed stdout (`charter ... | head`) is the reader's choice, not a failure.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, skipping a cause whose text the previous message
+/// already contains (library errors often include their source's text).
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
