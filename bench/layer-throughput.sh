@@ -54,7 +54,7 @@ for i in 1 2 3; do
   rm -rf "$work/x" "$work/p.img"; mkdir "$work/x"; sync
   t0=$(now)
   tar -C "$work/x" -xf "$work/layer.tar"
-  mkfs.erofs -q -T0 -U 00000000-0000-0000-0000-000000000000 "$work/p.img" "$work/x" >/dev/null
+  mkfs.erofs --quiet -T0 -U 00000000-0000-0000-0000-000000000000 "$work/p.img" "$work/x" >/dev/null
   psize=$(stat -c %s "$work/p.img")
   veritysetup format "$work/p.img" "$work/p.img" --hash-offset="$psize" \
     --salt=0000000000000000000000000000000000000000000000000000000000000000 \
