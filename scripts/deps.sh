@@ -5,7 +5,7 @@ charter_missing_debs() {
   local want=(
     veritysetup:cryptsetup-bin mkfs.erofs:erofs-utils fsck.erofs:erofs-utils
     busybox:busybox-static skopeo:skopeo umoci:umoci runc:runc
-    docker-registry:docker-registry zstd:zstd
+    docker-registry:docker-registry zstd:zstd openssl:openssl
   )
   local missing=() pair
   for pair in "${want[@]}"; do

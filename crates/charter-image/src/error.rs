@@ -148,6 +148,50 @@ pub enum Error {
         #[source]
         source: charter_verity::Error,
     },
+    /// An image reference is not `[registry[:port]/]repository[:tag][@sha256:digest]`.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// The reference (truncated).
+        reference: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The registry refused the credentials (or their absence) for the repository.
+    #[error("registry {registry} denied access to repository {repository} (401/403): check the credentials in the docker config.json")]
+    RegistryAuth {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+    },
+    /// The registry has no such manifest (unknown tag, digest or repository).
+    #[error("manifest {reference} not found in the registry (404)")]
+    ManifestNotFound {
+        /// The reference asked for.
+        reference: String,
+    },
+    /// The registry has no such blob.
+    #[error("registry {registry}: blob {digest} of repository {repository} not found (404)")]
+    BlobNotFound {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The blob.
+        digest: Sha256Digest,
+    },
+    /// A registry request failed (connection, TLS, unexpected status, bad token response).
+    #[error("registry {registry}, repository {repository}: {what}: {detail}")]
+    Registry {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// What was being fetched.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 impl Error {

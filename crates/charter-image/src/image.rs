@@ -26,6 +26,13 @@ pub(crate) enum BlobLocation {
         /// Length of the member's data.
         len: u64,
     },
+    /// A blob in a registry, fetched when the layer is opened.
+    Registry {
+        /// The repository's client (shared by the image's layers).
+        client: std::sync::Arc<crate::registry::Client>,
+        /// The blob.
+        digest: Sha256Digest,
+    },
 }
 
 impl BlobLocation {
@@ -41,6 +48,7 @@ impl BlobLocation {
                     .map_err(|e| Error::io(path, e))?;
                 Ok(Box::new(f.take(*len)))
             }
+            BlobLocation::Registry { client, digest } => crate::registry::open_blob(client, digest),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Container images from local sources, read without a daemon, and their layers measured.
+//! Container images from local sources and OCI registries, read without a daemon, and their
+//! layers measured.
 //!
 //! ```text
 //!  oci:DIR[:TAG] ──┐                      ┌─ blob digest + size checked at EOF
-//!                  ├─ Image { config, layers } ── open_layer ─ decompress ─ diff_id checked at EOF
-//!  docker-archive ─┘                                                │
+//!  docker-archive ─┼─ Image { config, layers } ── open_layer ─ decompress ─ diff_id checked at EOF
+//!  docker://REF ───┘                                                │
 //!                                                        tar → EROFS → dm-verity root hash
 //! ```
 //!
@@ -37,6 +38,7 @@ mod layer;
 mod layout;
 mod measure;
 mod platform;
+mod registry;
 mod source;
 
 pub use archive::open_docker_archive;
@@ -50,4 +52,5 @@ pub use layer::{build_layer_image, verify_layer_image, LayerImage};
 pub use layout::open_layout;
 pub use measure::{measure, LayerMeasurement, MeasureObserver};
 pub use platform::Platform;
+pub use registry::{open_registry, Challenge, Credentials, Reference, RegistryOptions};
 pub use source::ImageSource;

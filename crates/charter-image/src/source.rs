@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{open_docker_archive, open_layout, Error, Image, Platform};
+use crate::{
+    open_docker_archive, open_layout, open_registry, Error, Image, Platform, Reference,
+    RegistryOptions,
+};
 
-/// A local image source.
+/// An image source: a local layout or archive, or a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ImageSource {
@@ -22,13 +25,24 @@ pub enum ImageSource {
         /// The reference.
         reference: Option<String>,
     },
+    /// An image in an OCI registry (`docker://REF`).
+    Registry {
+        /// The image reference.
+        reference: Reference,
+        /// How to reach the registry.
+        options: RegistryOptions,
+    },
 }
 
 impl ImageSource {
-    /// Parses `oci:DIR[:TAG]`, `docker-archive:FILE[:REF]`, or a bare `PATH[:TAG]` whose kind is
-    /// taken from the file system (a directory is a layout, a file an archive). A path that
-    /// exists as written is never split at a colon.
+    /// Parses `oci:DIR[:TAG]`, `docker-archive:FILE[:REF]`, `docker://REF` (a registry, with
+    /// default [`RegistryOptions`]), or a bare `PATH[:TAG]` whose kind is taken from the file
+    /// system (a directory is a layout, a file an archive). A path that exists as written is
+    /// never split at a colon.
     pub fn parse(spec: &str) -> Result<Self, Error> {
+        if let Some(rest) = spec.strip_prefix("docker://") {
+            return Self::registry(rest, RegistryOptions::default());
+        }
         if let Some(rest) = spec.strip_prefix("oci:") {
             let (dir, tag) = split_existing(rest);
             return Ok(Self::Layout { dir, tag });
@@ -49,7 +63,17 @@ impl ImageSource {
         }
     }
 
-    /// Opens the image, verifying its manifest and config digests.
+    /// A registry source for a docker reference such as `busybox:1.36` or
+    /// `127.0.0.1:5000/demo@sha256:...`.
+    pub fn registry(reference: &str, options: RegistryOptions) -> Result<Self, Error> {
+        Ok(Self::Registry {
+            reference: Reference::parse(reference)?,
+            options,
+        })
+    }
+
+    /// Opens the image, verifying its manifest and config digests. For a registry this pulls
+    /// the manifest and config only; layers stream from the registry when opened.
     pub fn open(&self, platform: &Platform) -> Result<Image, Error> {
         match self {
             Self::Layout { dir, tag } => {
@@ -61,6 +85,7 @@ impl ImageSource {
             Self::DockerArchive { path, reference } => {
                 open_docker_archive(path, reference.as_deref())
             }
+            Self::Registry { reference, options } => open_registry(reference, options, platform),
         }
     }
 }
