@@ -1,15 +1,14 @@
 //! `charter image measure`: each layer's diff_id and dm-verity root hash.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use charter_image::{Cache, ImageSource, LayerMeasurement, MeasureObserver, Platform};
+use charter_image::{Cache, ImageSource, Platform};
 use clap::{Args, Subcommand};
 
 use super::output;
-use super::progress::ByteProgress;
+use super::progress::LayerBars;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
@@ -41,33 +40,6 @@ pub fn run(cmd: ImageCmd) -> Result<ExitCode> {
     }
 }
 
-struct Bars {
-    quiet: bool,
-    current: RefCell<Option<ByteProgress>>,
-}
-
-impl MeasureObserver for Bars {
-    fn layer_started(&self, index: usize, blob_size: Option<u64>, cached: bool) {
-        if !cached {
-            *self.current.borrow_mut() = Some(ByteProgress::new(
-                blob_size,
-                &format!("layer {index}"),
-                self.quiet,
-            ));
-        }
-    }
-    fn progress(&self, _index: usize, blob_bytes: u64) {
-        if let Some(bar) = &*self.current.borrow() {
-            bar.set(blob_bytes);
-        }
-    }
-    fn layer_finished(&self, _m: &LayerMeasurement) {
-        if let Some(bar) = self.current.borrow_mut().take() {
-            bar.finish();
-        }
-    }
-}
-
 fn measure(args: MeasureArgs) -> Result<ExitCode> {
     let threads = args.common.threads()?;
     let platform: Platform = args.platform.parse()?;
@@ -86,10 +58,7 @@ fn measure(args: MeasureArgs) -> Result<ExitCode> {
         Some(Cache::open(&dir).with_context(|| format!("opening cache {}", dir.display()))?)
     };
     let scratch = std::env::temp_dir();
-    let bars = Bars {
-        quiet: args.common.quiet,
-        current: RefCell::new(None),
-    };
+    let bars = LayerBars::new(args.common.quiet);
     let layers = charter_image::measure(&image, cache.as_ref(), &scratch, threads, &bars)
         .with_context(|| format!("measuring {}", image.source))?;
     if args.common.json {

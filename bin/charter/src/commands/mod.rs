@@ -1,6 +1,7 @@
 //! One module per subcommand family, plus the options and progress display they share.
 
 pub mod attest;
+pub mod generate;
 pub mod image;
 pub mod layer;
 pub mod output;

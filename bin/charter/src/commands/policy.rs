@@ -36,6 +36,8 @@ pub enum PolicyCmd {
         #[arg(long)]
         no_fail_on_deny: bool,
     },
+    /// Generate a policy from a Kubernetes pod spec and its images.
+    Generate(Box<super::generate::GenerateArgs>),
 }
 
 pub fn run(cmd: PolicyCmd) -> Result<ExitCode> {
@@ -46,6 +48,7 @@ pub fn run(cmd: PolicyCmd) -> Result<ExitCode> {
             requests,
             no_fail_on_deny,
         } => simulate(&policy, &requests, no_fail_on_deny),
+        PolicyCmd::Generate(args) => super::generate::run(*args),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Progress bars on stderr, shown only when stderr is a terminal and `--quiet` is not given.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Read};
+
+use charter_image::{LayerMeasurement, MeasureObserver};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -50,6 +53,44 @@ impl ByteProgress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// One byte bar per layer being measured (none for cached layers).
+pub struct LayerBars {
+    quiet: bool,
+    current: RefCell<Option<ByteProgress>>,
+}
+
+impl LayerBars {
+    /// Bars on stderr unless `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            current: RefCell::new(None),
+        }
+    }
+}
+
+impl MeasureObserver for LayerBars {
+    fn layer_started(&self, index: usize, blob_size: Option<u64>, cached: bool) {
+        if !cached {
+            *self.current.borrow_mut() = Some(ByteProgress::new(
+                blob_size,
+                &format!("layer {index}"),
+                self.quiet,
+            ));
+        }
+    }
+    fn progress(&self, _index: usize, blob_bytes: u64) {
+        if let Some(bar) = &*self.current.borrow() {
+            bar.set(blob_bytes);
+        }
+    }
+    fn layer_finished(&self, _m: &LayerMeasurement) {
+        if let Some(bar) = self.current.borrow_mut().take() {
+            bar.finish();
         }
     }
 }

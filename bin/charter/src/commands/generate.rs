@@ -1,0 +1,168 @@
+//! `charter policy generate`: a policy from a Kubernetes pod spec and its images.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use charter_image::{Cache, Credentials, Platform, RegistryOptions};
+use charter_policygen::{LocalImages, Measuring, Options, Settings};
+use clap::Args;
+
+use super::output;
+use super::progress::LayerBars;
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Kubernetes YAML: a Pod, or a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job or
+    /// CronJob (one policy per pod template).
+    pod: PathBuf,
+    /// Write the policy here (atomically); without it the policy goes to stdout unless
+    /// --json or --annotate is given.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// `REF=oci:DIR[:TAG]` or `REF=docker-archive:FILE`, REF exactly as the pod's `image:`.
+    #[arg(long = "image", value_name = "REF=SOURCE")]
+    images: Vec<String>,
+    /// Never pull: every image needs an --image mapping.
+    #[arg(long)]
+    offline: bool,
+    /// Speak plain HTTP to this registry (`host[:port]`, e.g. a loopback test registry).
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+    /// Trust these PEM CA certificates for registries instead of the built-in roots.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// Docker `config.json` with registry credentials (default: $DOCKER_CONFIG/config.json,
+    /// ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    registry_auth: Option<PathBuf>,
+    /// Platform to pick from multi-platform indexes.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    /// Which pod template, when the YAML has several (0-based, file order).
+    #[arg(long)]
+    index: Option<usize>,
+    /// Deny the host access to every container's stdio.
+    #[arg(long)]
+    deny_stdio: bool,
+    /// Allow shell exec and the debug switches. NOT FOR PRODUCTION.
+    #[arg(long)]
+    debug_mode: bool,
+    /// Allow hostPath volumes.
+    #[arg(long)]
+    allow_host_path: bool,
+    /// Warn about unsupported pod fields instead of failing.
+    #[arg(long)]
+    ignore_unsupported: bool,
+    /// Platform settings (YAML: env_rules, mounts); replaces the built-in defaults.
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Directory of Localhost seccomp profiles (kubelet's seccomp root).
+    #[arg(long)]
+    seccomp_dir: Option<PathBuf>,
+    /// Write the pod YAML with the base64 policy as annotation
+    /// `io.katacontainers.config.agent.policy`.
+    #[arg(long, value_name = "OUT.yaml")]
+    annotate: Option<PathBuf>,
+    /// Cache directory (default: $CHARTER_CACHE_DIR, $XDG_CACHE_HOME/charter, ~/.cache/charter).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Measure every layer even when a cached root hash exists, and record nothing.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    common: super::Common,
+}
+
+pub fn run(args: GenerateArgs) -> Result<ExitCode> {
+    // Everything the command needs is checked before any image is read.
+    let threads = args.common.threads()?;
+    let platform: Platform = args.platform.parse()?;
+    let mut images = LocalImages::new(platform);
+    if !args.offline {
+        let mut registry = RegistryOptions::default();
+        for host in &args.insecure_registry {
+            registry = registry.insecure_host(host);
+        }
+        if let Some(ca) = &args.registry_ca {
+            registry = registry.ca_file(ca);
+        }
+        if let Some(auth) = &args.registry_auth {
+            registry = registry.credentials(Credentials::File(auth.clone()));
+        }
+        images = images.with_registry(registry);
+    }
+    for spec in &args.images {
+        images.add_mapping(spec)?;
+    }
+    let yaml = std::fs::read_to_string(&args.pod)
+        .with_context(|| format!("reading {}", args.pod.display()))?;
+    let settings = match &args.settings {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading settings {}", path.display()))?;
+            Settings::from_yaml(&text).with_context(|| format!("settings {}", path.display()))?
+        }
+        None => Settings::default(),
+    };
+    let options = Options {
+        deny_stdio: args.deny_stdio,
+        debug_mode: args.debug_mode,
+        allow_host_path: args.allow_host_path,
+        ignore_unsupported: args.ignore_unsupported,
+        settings,
+        seccomp_dir: args.seccomp_dir.clone(),
+        pod_index: args.index,
+    };
+    let cache = if args.no_cache {
+        None
+    } else {
+        let dir = args
+            .cache_dir
+            .clone()
+            .or_else(Cache::default_dir)
+            .context("no cache directory: set $HOME or pass --cache-dir or --no-cache")?;
+        Some(Cache::open(&dir).with_context(|| format!("opening cache {}", dir.display()))?)
+    };
+    let scratch = std::env::temp_dir();
+    let bars = LayerBars::new(args.common.quiet);
+    let measuring = Measuring {
+        cache: cache.as_ref(),
+        scratch_dir: &scratch,
+        threads,
+        observer: &bars,
+    };
+    if args.debug_mode {
+        eprintln!(
+            "WARNING: --debug-mode: the policy allows /bin/sh and /bin/bash in every container"
+        );
+        eprintln!(
+            "WARNING: and properties access, stack dumps and runtime logging. NOT FOR PRODUCTION."
+        );
+    }
+    let generated = charter_policygen::generate(&yaml, &images, &options, &measuring)
+        .with_context(|| format!("generating a policy for {}", args.pod.display()))?;
+    for w in &generated.warnings {
+        eprintln!("warning: {w}");
+    }
+
+    if let Some(path) = &args.annotate {
+        let annotated = charter_policygen::annotate(&yaml, &generated.template, &generated.rego)?;
+        charter_policygen::write_atomically(path, annotated.as_bytes())?;
+    }
+    if let Some(path) = &args.output {
+        charter_policygen::write_atomically(path, generated.rego.as_bytes())?;
+    }
+    if args.common.json {
+        output::line(serde_json::to_string_pretty(&generated.summary())?)?;
+    } else if args.output.is_none() && args.annotate.is_none() {
+        output::line(generated.rego.trim_end())?;
+        eprintln!("digest {} (sha256, HOST_DATA)", generated.digest);
+    } else {
+        output::line(format_args!(
+            "digest {} (sha256, HOST_DATA)",
+            generated.digest
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
