@@ -125,24 +125,9 @@ fn from_manifest(
     let config_bytes = read_blob(dir, config_desc, MAX_CONFIG, "config")?;
     let config: ImageConfiguration = parse_json(&config_bytes, "config")?;
     let ids = diff_ids(&config, manifest.layers().len())?;
-    let layers = manifest
-        .layers()
-        .iter()
-        .zip(ids)
-        .enumerate()
-        .map(|(i, (desc, diff_id))| {
-            let what = format!("layer {i} descriptor");
-            let digest = parse_digest(desc.digest().as_ref(), &what)?;
-            check_layer_media_type(desc.media_type(), &what)?;
-            Ok(Layer {
-                diff_id,
-                blob_digest: Some(digest),
-                size: Some(desc.size()),
-                media_type: desc.media_type().to_string(),
-                location: BlobLocation::File(blob_path(dir, &digest)),
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+    let layers = layers_from_manifest(manifest, ids, "layer", |digest| {
+        BlobLocation::File(blob_path(dir, digest))
+    })?;
     Ok(Image {
         source,
         manifest_digest,
@@ -150,6 +135,34 @@ fn from_manifest(
         config,
         layers,
     })
+}
+
+/// The manifest's layers with their diff_ids; `location` says where each blob is fetched from.
+/// `what` prefixes the per-layer names in errors.
+pub(crate) fn layers_from_manifest(
+    manifest: &ImageManifest,
+    diff_ids: Vec<Sha256Digest>,
+    what: &str,
+    location: impl Fn(&Sha256Digest) -> BlobLocation,
+) -> Result<Vec<Layer>, Error> {
+    manifest
+        .layers()
+        .iter()
+        .zip(diff_ids)
+        .enumerate()
+        .map(|(i, (desc, diff_id))| {
+            let what = format!("{what} {i} descriptor");
+            let digest = parse_digest(desc.digest().as_ref(), &what)?;
+            check_layer_media_type(desc.media_type(), &what)?;
+            Ok(Layer {
+                diff_id,
+                blob_digest: Some(digest),
+                size: Some(desc.size()),
+                media_type: desc.media_type().to_string(),
+                location: location(&digest),
+            })
+        })
+        .collect()
 }
 
 /// Refuses foreign and non-distributable layers whose bytes charter cannot vouch for.

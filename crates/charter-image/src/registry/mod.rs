@@ -18,8 +18,8 @@ pub(crate) use client::Client;
 pub use reference::Reference;
 
 use crate::image::{diff_ids, parse_digest, parse_json, BlobLocation};
-use crate::layout::{check_layer_media_type, MAX_CONFIG, MAX_INDEX, MAX_MANIFEST};
-use crate::{Error, Image, Layer, Platform, Sha256Digest};
+use crate::layout::{layers_from_manifest, MAX_CONFIG, MAX_INDEX, MAX_MANIFEST};
+use crate::{Error, Image, Platform, Sha256Digest};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -134,27 +134,12 @@ pub fn open_registry(
     }
     let config: ImageConfiguration = parse_json(&config_bytes, &config_what)?;
     let ids = diff_ids(&config, manifest.layers().len())?;
-    let layers = manifest
-        .layers()
-        .iter()
-        .zip(ids)
-        .enumerate()
-        .map(|(i, (desc, diff_id))| {
-            let what = format!("{what} layer {i}");
-            let digest = parse_digest(desc.digest().as_ref(), &what)?;
-            check_layer_media_type(desc.media_type(), &what)?;
-            Ok(Layer {
-                diff_id,
-                blob_digest: Some(digest),
-                size: Some(desc.size()),
-                media_type: desc.media_type().to_string(),
-                location: BlobLocation::Registry {
-                    client: Arc::clone(&client),
-                    digest,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+    let layers = layers_from_manifest(&manifest, ids, &format!("{what} layer"), |digest| {
+        BlobLocation::Registry {
+            client: Arc::clone(&client),
+            digest: *digest,
+        }
+    })?;
     let tag = reference
         .tag
         .as_deref()
