@@ -158,22 +158,7 @@ fn generates_checks_simulates_and_annotates() {
     assert!(o.status.success(), "{}", stderr(&o));
     let check: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(check["digest"], digest.as_str());
-    let caps = [
-        "CAP_AUDIT_WRITE",
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_MKNOD",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_NET_RAW",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYS_CHROOT",
-    ];
+    let caps = charter_policygen::pod::DEFAULT_CAPABILITIES;
     let create = |argv: &[&str]| {
         serde_json::json!({"rule": "create_container", "input": {
             "containerID": "web", "argList": argv,
