@@ -16,22 +16,7 @@ use charter_policy::request::{CapabilitySets, CreateContainer, Mount, MountDevic
 use charter_policy::{Enforcer, PolicyDocument, Request};
 use serde_json::{json, Value};
 
-const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+use charter_policy::DEFAULT_CAPABILITIES as DEFAULT_CAPS;
 
 fn layer(c: usize, l: usize) -> String {
     format!("{:064x}", (c as u128 + 1) * 1_000_003 + l as u128 * 7919)

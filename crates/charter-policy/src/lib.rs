@@ -41,6 +41,25 @@ pub use request::Request;
 
 /// The embedded API table (`package api`).
 pub const API_REGO: &str = include_str!("../rego/api.rego");
+/// The framework's default (unprivileged) capability set, `default_capability_list` in
+/// `rego/framework_common.rego`; a test keeps the two equal.
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
 /// The embedded framework (`package framework`), one module per enforcement-point family.
 pub const FRAMEWORK_REGO: [(&str, &str); 3] = [
     (
@@ -132,4 +151,19 @@ pub enum Error {
     Request(String),
     #[error("policy state update failed: {0}")]
     State(String),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_capabilities_match_the_framework() {
+        let common = super::FRAMEWORK_REGO[0].1;
+        let start = common.find("default_capability_list := [").unwrap();
+        let end = start + common[start..].find(']').unwrap();
+        let in_rego: Vec<&str> = common[start..end]
+            .split('"')
+            .filter(|s| s.starts_with("CAP_"))
+            .collect();
+        assert_eq!(in_rego, super::DEFAULT_CAPABILITIES);
+    }
 }

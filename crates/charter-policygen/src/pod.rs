@@ -13,24 +13,7 @@ use crate::k8s::{K8sContainer, PodSpec, SeccompProfile};
 use crate::userdb::{self, UserDb};
 use crate::{Error, Options};
 
-/// The framework's default capability set (`default_capability_list` in
-/// `charter-policy/rego/framework_common.rego`; must stay equal to it).
-pub const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+pub use charter_policy::DEFAULT_CAPABILITIES;
 
 /// Signals the init process of every container may receive (kubelet stops with TERM, then KILL).
 pub const INIT_SIGNALS: [i64; 2] = [9, 15];

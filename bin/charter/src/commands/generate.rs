@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use charter_image::{Cache, Credentials, Platform, RegistryOptions};
+use charter_image::{Credentials, Platform, RegistryOptions};
 use charter_policygen::{LocalImages, Measuring, Options, Settings};
 use clap::Args;
 
@@ -64,12 +64,8 @@ pub struct GenerateArgs {
     /// `io.katacontainers.config.agent.policy`.
     #[arg(long, value_name = "OUT.yaml")]
     annotate: Option<PathBuf>,
-    /// Cache directory (default: $CHARTER_CACHE_DIR, $XDG_CACHE_HOME/charter, ~/.cache/charter).
-    #[arg(long, conflicts_with = "no_cache")]
-    cache_dir: Option<PathBuf>,
-    /// Measure every layer even when a cached root hash exists, and record nothing.
-    #[arg(long)]
-    no_cache: bool,
+    #[command(flatten)]
+    cache: super::CacheArgs,
     #[command(flatten)]
     common: super::Common,
 }
@@ -114,16 +110,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         seccomp_dir: args.seccomp_dir.clone(),
         pod_index: args.index,
     };
-    let cache = if args.no_cache {
-        None
-    } else {
-        let dir = args
-            .cache_dir
-            .clone()
-            .or_else(Cache::default_dir)
-            .context("no cache directory: set $HOME or pass --cache-dir or --no-cache")?;
-        Some(Cache::open(&dir).with_context(|| format!("opening cache {}", dir.display()))?)
-    };
+    let cache = args.cache.open()?;
     let scratch = std::env::temp_dir();
     let bars = LayerBars::new(args.common.quiet);
     let measuring = Measuring {

@@ -1,10 +1,9 @@
 //! `charter image measure`: each layer's diff_id and dm-verity root hash.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use charter_image::{Cache, ImageSource, Platform};
+use charter_image::{ImageSource, Platform};
 use clap::{Args, Subcommand};
 
 use super::output;
@@ -24,12 +23,8 @@ pub struct MeasureArgs {
     /// Platform to pick from a multi-platform index.
     #[arg(long, default_value = "linux/amd64")]
     platform: String,
-    /// Cache directory (default: $CHARTER_CACHE_DIR, $XDG_CACHE_HOME/charter, ~/.cache/charter).
-    #[arg(long, conflicts_with = "no_cache")]
-    cache_dir: Option<PathBuf>,
-    /// Measure every layer even when a cached root hash exists, and record nothing.
-    #[arg(long)]
-    no_cache: bool,
+    #[command(flatten)]
+    cache: super::CacheArgs,
     #[command(flatten)]
     common: super::Common,
 }
@@ -47,16 +42,7 @@ fn measure(args: MeasureArgs) -> Result<ExitCode> {
     let image = source
         .open(&platform)
         .with_context(|| format!("opening {}", args.source))?;
-    let cache = if args.no_cache {
-        None
-    } else {
-        let dir = args
-            .cache_dir
-            .clone()
-            .or_else(Cache::default_dir)
-            .context("no cache directory: set $HOME or pass --cache-dir or --no-cache")?;
-        Some(Cache::open(&dir).with_context(|| format!("opening cache {}", dir.display()))?)
-    };
+    let cache = args.cache.open()?;
     let scratch = std::env::temp_dir();
     let bars = LayerBars::new(args.common.quiet);
     let layers = charter_image::measure(&image, cache.as_ref(), &scratch, threads, &bars)

@@ -10,7 +10,7 @@ mod progress;
 
 use std::num::NonZeroUsize;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 /// Options every layer-processing command takes.
@@ -25,6 +25,34 @@ pub struct Common {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// Where layer measurements are cached.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Cache directory (default: $CHARTER_CACHE_DIR, $XDG_CACHE_HOME/charter, ~/.cache/charter).
+    #[arg(long, conflicts_with = "no_cache")]
+    cache_dir: Option<std::path::PathBuf>,
+    /// Measure every layer even when a cached root hash exists, and record nothing.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache to use, or `None` with `--no-cache`.
+    fn open(&self) -> Result<Option<charter_image::Cache>> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        let dir = self
+            .cache_dir
+            .clone()
+            .or_else(charter_image::Cache::default_dir)
+            .context("no cache directory: set $HOME or pass --cache-dir or --no-cache")?;
+        let cache = charter_image::Cache::open(&dir)
+            .with_context(|| format!("opening cache {}", dir.display()))?;
+        Ok(Some(cache))
+    }
 }
 
 impl Common {
