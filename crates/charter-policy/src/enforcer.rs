@@ -9,10 +9,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::deny::{Denied, Reason};
-use crate::fast::{FastAllow, FastPolicy, FrameworkData};
+use crate::fast::{FastPolicy, FrameworkData, Outcome};
 use crate::limits;
+use crate::load::typed_document;
 use crate::metadata::{self, Metadata};
-use crate::model::{Container, EnvRule, IdNameStrategy, PolicyDocument};
+use crate::model::PolicyDocument;
 use crate::request::{CapabilitySets, Request};
 use crate::{Error, API_REGO, ENFORCEMENT_POINTS, FRAMEWORK_REGO};
 
@@ -66,6 +67,7 @@ pub struct Enforcer {
     poisoned: bool,
     fast: Option<FastPolicy>,
     fast_enabled: bool,
+    matcher_stats: MatcherStats,
     /// `data.charter_static` (see framework_common.rego), converted once.
     static_data: Option<regorus::Value>,
     /// The framework's default and privileged capability lists, shown in denials as
@@ -83,6 +85,16 @@ impl std::fmt::Debug for Enforcer {
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }
+}
+
+/// Decisions of the compiled matcher (see [`Enforcer::matcher_stats`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatcherStats {
+    pub allowed: u64,
+    pub denied: u64,
+    /// Requests for the matcher's points it could not decide (evaluated in Rego).
+    pub unknown: u64,
 }
 
 /// A short description of a loaded policy.
@@ -313,10 +325,24 @@ impl Enforcer {
             poisoned: false,
             fast,
             fast_enabled: true,
+            matcher_stats: MatcherStats::default(),
             static_data,
             cap_placeholders,
         };
         enforcer.sync_engine()?;
+        // Denials carry the container objects exactly as the Rego evaluates them.
+        if let Some(fast) = enforcer.fast.take() {
+            let objects = enforcer
+                .engine
+                .eval_rule("data.framework.policy_containers".to_owned())
+                .ok()
+                .and_then(|v| to_json(&v))
+                .and_then(|v| match v {
+                    Value::Array(a) => Some(a),
+                    _ => None,
+                });
+            enforcer.fast = objects.and_then(|o| fast.with_objects(o));
+        }
         Ok(enforcer)
     }
 
@@ -421,27 +447,51 @@ impl Enforcer {
                 "enforcer state is unusable after a failed update".to_owned(),
             ));
         }
-        if let Some(fa) = self.fast_decision(request) {
-            return match metadata::apply(&self.metadata, &fa.ops) {
-                Ok(next) => Ok(Allowed {
-                    enforcer: self,
+        match self.fast_decision(request) {
+            Outcome::Allow(fa) => {
+                self.matcher_stats.allowed += 1;
+                return match metadata::apply(&self.metadata, &fa.ops) {
+                    Ok(next) => Ok(Allowed {
+                        enforcer: self,
+                        rule,
+                        env_list: fa.env_list,
+                        caps_list: fa.caps_list,
+                        allow_stdio_access: fa.allow_stdio_access,
+                        pending: Some(next),
+                        by_matcher: true,
+                    }),
+                    Err(e) => {
+                        Err(self.deny_error(rule, &input, format!("metadata update refused: {e}")))
+                    }
+                };
+            }
+            Outcome::Deny(reason) => {
+                self.matcher_stats.denied += 1;
+                let reason = if self.has_reason {
+                    reason
+                } else {
+                    Reason::default()
+                };
+                return Err(Box::new(Denied::new(
                     rule,
-                    env_list: fa.env_list,
-                    caps_list: fa.caps_list,
-                    allow_stdio_access: fa.allow_stdio_access,
-                    pending: Some(next),
-                    by_matcher: true,
-                }),
-                Err(e) => {
-                    Err(self.deny_error(rule, &input, format!("metadata update refused: {e}")))
+                    &self.shrink(&input),
+                    reason,
+                    None,
+                )));
+            }
+            Outcome::Unknown => {
+                if self.compiled_matcher_active()
+                    && matches!(rule, "mount_device" | "mount_overlay" | "create_container")
+                {
+                    self.matcher_stats.unknown += 1;
                 }
-            };
+            }
         }
         if let Err(e) = self.sync_engine() {
             return Err(self.deny_error(rule, &input, e.to_string()));
         }
-        // When the compiled matcher found no allowing answer a denial is likely: evaluate the
-        // decision and the reason in one query, so the framework's rules are computed once.
+        // When the compiled matcher could not decide, a denial is likely: evaluate the decision
+        // and the reason in one query, so the framework's rules are computed once.
         let likely_deny = self.has_reason
             && self.compiled_matcher_active()
             && matches!(rule, "mount_device" | "mount_overlay" | "create_container");
@@ -642,108 +692,25 @@ impl Enforcer {
         self.fast_enabled = enabled;
     }
 
-    fn fast_decision(&self, request: &Request) -> Option<FastAllow> {
-        let fast = self.fast.as_ref().filter(|_| self.fast_enabled)?;
+    /// How often the compiled matcher allowed, denied, or left the decision to the Rego. For
+    /// tests and benchmarks.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn matcher_stats(&self) -> MatcherStats {
+        self.matcher_stats
+    }
+
+    fn fast_decision(&self, request: &Request) -> Outcome {
+        let Some(fast) = self.fast.as_ref().filter(|_| self.fast_enabled) else {
+            return Outcome::Unknown;
+        };
         match request {
             Request::MountDevice(r) => fast.mount_device(r, &self.metadata),
             Request::MountOverlay(r) => fast.mount_overlay(r, &self.metadata),
             Request::CreateContainer(r) => fast.create_container(r, &self.metadata),
-            _ => None,
+            _ => Outcome::Unknown,
         }
     }
-}
-
-fn typed_document(
-    eval: &mut impl FnMut(&str) -> Result<Option<Value>, Error>,
-    containers: Option<Value>,
-    external: Option<Value>,
-    fragments: Option<Value>,
-    api_version: &str,
-    framework_version: &Option<String>,
-) -> Result<Option<PolicyDocument>, Error> {
-    let field_err = |field: &str, e: serde_json::Error| Error::PolicyData {
-        field: field.to_owned(),
-        message: e.to_string(),
-    };
-    let containers: Vec<Container> = match containers {
-        Some(v) => serde_json::from_value(v).map_err(|e| field_err("containers", e))?,
-        None => Vec::new(),
-    };
-    let external_processes: Vec<crate::model::ExternalProcess> = match external {
-        Some(v) => serde_json::from_value(v).map_err(|e| field_err("external_processes", e))?,
-        None => Vec::new(),
-    };
-    for rules in containers
-        .iter()
-        .map(|c| &c.env_rules)
-        .chain(external_processes.iter().map(|p| &p.env_rules))
-    {
-        check_env_regexes(rules)?;
-    }
-    for c in &containers {
-        if let Some(user) = &c.user {
-            for rule in std::iter::once(&user.user_idname).chain(&user.group_idnames) {
-                if rule.strategy == IdNameStrategy::Re2 {
-                    check_regex(&rule.pattern)?;
-                }
-            }
-        }
-        for m in &c.mounts {
-            for scheme in ["sandbox://", "hugepages://"] {
-                if let Some(p) = m.source.strip_prefix(scheme) {
-                    check_regex(p)?;
-                }
-            }
-        }
-    }
-    // Fragments are informational until charter loads them; a hand-written shape is tolerated.
-    let fragments = fragments
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
-    let flag = |eval: &mut dyn FnMut(&str) -> Result<Option<Value>, Error>,
-                name: &str|
-     -> Result<bool, Error> {
-        Ok(eval(&format!("data.policy.{name}"))? == Some(Value::Bool(true)))
-    };
-    let mut e = |p: &str| eval(p);
-    Ok(Some(PolicyDocument {
-        api_version: api_version.to_owned(),
-        framework_version: framework_version.clone().unwrap_or_default(),
-        fragments,
-        containers,
-        external_processes,
-        allow_properties_access: flag(&mut e, "allow_properties_access")?,
-        allow_dump_stacks: flag(&mut e, "allow_dump_stacks")?,
-        allow_runtime_logging: flag(&mut e, "allow_runtime_logging")?,
-        allow_environment_variable_dropping: flag(&mut e, "allow_environment_variable_dropping")?,
-        allow_unencrypted_scratch: flag(&mut e, "allow_unencrypted_scratch")?,
-        allow_capability_dropping: flag(&mut e, "allow_capability_dropping")?,
-    }))
-}
-
-fn check_env_regexes(rules: &[EnvRule]) -> Result<(), Error> {
-    for rule in rules {
-        for p in rule.regexes() {
-            check_regex(p)?;
-        }
-    }
-    Ok(())
-}
-
-/// regorus refuses to compile a regex whose NFA exceeds 100 KiB (and then the rule using it
-/// fails), while Go's RE2 has no such cap; reject such patterns when loading so every engine,
-/// and the compiled matcher, sees the same policy.
-const REGEX_SIZE_LIMIT: usize = 100 * 1024;
-
-fn check_regex(pattern: &str) -> Result<(), Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map(|_| ())
-        .map_err(|e| Error::BadRegex {
-            pattern: pattern.to_owned(),
-            message: e.to_string(),
-        })
 }
 
 /// An allowed request. Perform the action, then [`commit`](Allowed::commit) the state change;

@@ -30,12 +30,13 @@
 mod deny;
 mod enforcer;
 mod fast;
+mod load;
 mod metadata;
 pub mod model;
 pub mod request;
 
 pub use deny::{Denied, Reason};
-pub use enforcer::{Allowed, Enforcer, PolicySummary};
+pub use enforcer::{Allowed, Enforcer, MatcherStats, PolicySummary};
 pub use model::PolicyDocument;
 pub use request::Request;
 
@@ -58,6 +59,52 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_SETPCAP",
     "CAP_SETUID",
     "CAP_SYS_CHROOT",
+];
+
+/// The framework's privileged capability set (`privileged_capability_list`), granted to
+/// privileged containers that allow elevation; a test keeps the two equal.
+pub const PRIVILEGED_CAPABILITIES: [&str; 41] = [
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_AUDIT_WRITE",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_PERFMON",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
 ];
 
 /// The embedded framework (`package framework`), one module per enforcement-point family.
@@ -165,5 +212,17 @@ mod tests {
             .filter(|s| s.starts_with("CAP_"))
             .collect();
         assert_eq!(in_rego, super::DEFAULT_CAPABILITIES);
+    }
+
+    #[test]
+    fn privileged_capabilities_match_the_framework() {
+        let common = super::FRAMEWORK_REGO[0].1;
+        let start = common.find("privileged_capability_list := [").unwrap();
+        let end = start + common[start..].find(']').unwrap();
+        let in_rego: Vec<&str> = common[start..end]
+            .split('"')
+            .filter(|s| s.starts_with("CAP_"))
+            .collect();
+        assert_eq!(in_rego, super::PRIVILEGED_CAPABILITIES);
     }
 }

@@ -1,27 +1,34 @@
 //! Compiled matcher: the framework's `mount_device`, `mount_overlay` and `create_container`
 //! decisions, natively, for policies that are exactly what [`PolicyDocument::to_rego`] renders.
 //!
-//! The Rego framework stays the specification. This path only ever *allows*: when it finds no
-//! allowing answer the enforcer evaluates the Rego (which then also produces the deny reason),
-//! so a matcher bug can only make a request slower, or (if it allowed what the Rego denies)
-//! show up in the lockstep differential tests (`tests/fast_path.rs`), which replay the case
-//! table and random sequences through both paths and compare every decision and state.
-//! Data the framework defines (default and privileged mounts and capability sets, the path
-//! patterns) is read from the loaded framework, not duplicated here.
+//! The Rego framework stays the specification. For these three points the matcher gives a
+//! complete [`Outcome`]: an allow with the framework's result fields and state ops, a denial
+//! with the framework's `reason` (the same error strings, in the order regorus returns the
+//! `errors` set, and the same `error_objects`, captured from the loaded policy), or
+//! [`Outcome::Unknown`] when the state holds something the framework never writes; the
+//! enforcer then evaluates the Rego. The lockstep differential tests (`tests/fast_path.rs`)
+//! replay the case table and random sequences through both paths and compare every decision,
+//! every reason and every state. Data the framework defines (default and privileged mounts and
+//! capability sets, the path patterns) is read from the loaded framework, not duplicated here.
+//!
+//! - [`storage`]: `mount_device` and `mount_overlay` (framework_storage.rego).
+//! - [`create`]: `create_container` (framework_containers.rego, framework_common.rego).
+
+mod create;
+mod storage;
 
 use std::collections::HashSet;
 
 use regex::Regex;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::deny::Reason;
 use crate::metadata::Metadata;
 use crate::model::{
     Container, EnvRule, EnvStrategy, IdNameRule, IdNameStrategy, MountConstraint, PolicyDocument,
 };
-use crate::request::{
-    CapabilitySets, CreateContainer, IdName, Mount, MountDevice, MountOverlay, User,
-};
+use crate::request::{CapabilitySets, CreateContainer, IdName, Mount, User};
 
 /// Framework data the matcher needs, evaluated from the Rego at load time.
 #[derive(Debug, Deserialize)]
@@ -54,7 +61,7 @@ impl Matcher {
     }
 }
 
-/// Same size cap as regorus (see `check_regex` in enforcer.rs): a pattern the Rego engine
+/// Same size cap as regorus (see `check_regex` in load.rs): a pattern the Rego engine
 /// could not compile must not compile here either.
 fn anchored(pattern: &str) -> Option<Regex> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
@@ -238,6 +245,18 @@ pub(crate) struct FastPolicy {
     container_id: Regex,
     env_dropping: bool,
     cap_dropping: bool,
+    /// `data.framework.policy_containers` as the loaded policy holds them (the
+    /// `error_objects` of create denials), one per container.
+    objects: Vec<Value>,
+}
+
+/// The matcher's answer for one request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Allow(FastAllow),
+    Deny(Reason),
+    /// The matcher cannot be sure what the framework decides: evaluate the Rego.
+    Unknown,
 }
 
 /// A native allow: the same fields the framework's result object carries.
@@ -311,195 +330,18 @@ impl FastPolicy {
             container_id: Regex::new(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$").ok()?,
             env_dropping: doc.allow_environment_variable_dropping,
             cap_dropping: doc.allow_capability_dropping,
+            objects: Vec::new(),
         })
     }
 
-    pub(crate) fn mount_device(&self, r: &MountDevice, md: &Metadata) -> Option<FastAllow> {
-        let ok = self.device_target.is_match(&r.target)
-            && !has_key(md, "devices", &r.target)
-            && self.layer_hashes.contains(&r.device_hash);
-        ok.then(|| FastAllow {
-            ops: json!([{"name": "devices", "action": "add", "key": r.target, "value": r.device_hash}]),
-            env_list: None,
-            caps_list: None,
-            allow_stdio_access: false,
-        })
-    }
-
-    pub(crate) fn mount_overlay(&self, r: &MountOverlay, md: &Metadata) -> Option<FastAllow> {
-        if !self.container_id.is_match(&r.container_id)
-            || r.target.is_empty()
-            || r.layer_paths.is_empty()
-            || has_key(md, "overlayTargets", &r.target)
-            || has_key(md, "matches", &r.container_id)
-            || has_key(md, "started", &r.container_id)
-        {
+    /// Attaches the policy's container objects as the Rego evaluates them
+    /// (`data.framework.policy_containers`); `None` unless there is one per container.
+    pub(crate) fn with_objects(mut self, objects: Vec<Value>) -> Option<Self> {
+        if objects.len() != self.containers.len() {
             return None;
         }
-        let devices = md.get("devices")?;
-        let mut hashes = Vec::with_capacity(r.layer_paths.len());
-        for p in r.layer_paths.iter().rev() {
-            hashes.push(devices.get(p)?.as_str()?);
-        }
-        let candidates: Vec<usize> = self
-            .containers
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                c.c.layers
-                    .iter()
-                    .map(String::as_str)
-                    .eq(hashes.iter().copied())
-            })
-            .map(|(i, _)| i)
-            .collect();
-        if candidates.is_empty() {
-            return None;
-        }
-        Some(FastAllow {
-            ops: json!([
-                {"name": "matches", "action": "add", "key": r.container_id, "value": candidates},
-                {"name": "overlayTargets", "action": "add", "key": r.target, "value": true},
-            ]),
-            env_list: None,
-            caps_list: None,
-            allow_stdio_access: false,
-        })
-    }
-
-    pub(crate) fn create_container(&self, r: &CreateContainer, md: &Metadata) -> Option<FastAllow> {
-        if has_key(md, "started", &r.container_id) {
-            return None;
-        }
-        let candidates = md.get("matches")?.get(&r.container_id)?.as_array()?;
-        let mut survivors = Vec::new();
-        let mut env_out: Option<Vec<String>> = None;
-        let mut caps_out: Option<CapabilitySets> = None;
-        let mut stdio_out: Option<bool> = None;
-        for idx in candidates {
-            let i = usize::try_from(idx.as_u64()?).ok()?;
-            let cc = self.containers.get(i)?;
-            let Some((env, caps)) = self.create_ok(cc, r, md) else {
-                continue;
-            };
-            // Survivors must agree on everything that shapes the process.
-            if env_out.get_or_insert_with(|| env.clone()) != &env
-                || caps_out.get_or_insert_with(|| caps.clone()) != &caps
-                || *stdio_out.get_or_insert(cc.c.allow_stdio_access) != cc.c.allow_stdio_access
-            {
-                return None;
-            }
-            survivors.push(i);
-        }
-        if survivors.is_empty() {
-            return None;
-        }
-        Some(FastAllow {
-            ops: json!([
-                {"name": "matches", "action": "update", "key": r.container_id, "value": survivors},
-                {"name": "started", "action": "add", "key": r.container_id, "value": {"privileged": r.privileged}},
-            ]),
-            env_list: env_out,
-            caps_list: caps_out,
-            allow_stdio_access: stdio_out.unwrap_or(false),
-        })
-    }
-
-    /// All create checks for one candidate; on success the env and caps it would run with.
-    fn create_ok(
-        &self,
-        cc: &CompiledContainer,
-        r: &CreateContainer,
-        md: &Metadata,
-    ) -> Option<(Vec<String>, CapabilitySets)> {
-        let c = &cc.c;
-        if c.command != r.arg_list
-            || c.working_dir != r.working_dir
-            || (r.privileged && !c.allow_elevated)
-            || (c.no_new_privileges && !r.no_new_privileges)
-            || c.seccomp_profile_sha256 != r.seccomp_profile_sha256
-            || !user_ok(cc, r.user.as_ref())
-        {
-            return None;
-        }
-        let env = self.env_result(&cc.env, &r.env_list)?;
-        let elevated = r.privileged && c.allow_elevated;
-        let mounts_ok = r.mounts.iter().all(|m| {
-            cc.mounts.iter().any(|k| k.matches(m, r, md))
-                || self.default_mounts.iter().any(|k| k.matches(m, r, md))
-                || (elevated && self.privileged_mounts.iter().any(|k| k.matches(m, r, md)))
-        });
-        if !mounts_ok {
-            return None;
-        }
-        let caps = self.caps_result(c, r.privileged, r.capabilities.as_ref())?;
-        Some((env, caps))
-    }
-
-    fn env_result(&self, rules: &[CompiledEnvRule], envs: &[String]) -> Option<Vec<String>> {
-        let kept: Vec<String> = envs
-            .iter()
-            .filter(|e| rules.iter().any(|r| r.is_match(e)))
-            .cloned()
-            .collect();
-        if !self.env_dropping && kept.len() != envs.len() {
-            return None;
-        }
-        let missing = rules
-            .iter()
-            .any(|r| r.required && !kept.iter().any(|e| r.is_match(e)));
-        (!missing).then_some(kept)
-    }
-
-    fn caps_result(
-        &self,
-        c: &Container,
-        privileged: bool,
-        input: Option<&CapabilitySets>,
-    ) -> Option<CapabilitySets> {
-        let allowed = match &c.capabilities {
-            Some(caps) => caps,
-            None if c.allow_elevated && privileged => &self.privileged_caps,
-            None => &self.default_caps,
-        };
-        let empty = CapabilitySets::default();
-        let input = input.unwrap_or(&empty);
-        let sets = |s: &CapabilitySets| {
-            [
-                &s.ambient,
-                &s.bounding,
-                &s.effective,
-                &s.inheritable,
-                &s.permitted,
-            ]
-            .map(|v| v.clone())
-        };
-        let [ia, ib, ie, ii, ip] = sets(input);
-        let [aa, ab, ae, ai, ap] = sets(allowed);
-        if self.cap_dropping {
-            let keep = |i: Vec<String>, a: &[String]| -> Vec<String> {
-                i.into_iter().filter(|x| a.contains(x)).collect()
-            };
-            return Some(CapabilitySets {
-                ambient: keep(ia, &aa),
-                bounding: keep(ib, &ab),
-                effective: keep(ie, &ae),
-                inheritable: keep(ii, &ai),
-                permitted: keep(ip, &ap),
-            });
-        }
-        let all = set_eq(&ia, &aa)
-            && set_eq(&ib, &ab)
-            && set_eq(&ie, &ae)
-            && set_eq(&ii, &ai)
-            && set_eq(&ip, &ap);
-        all.then_some(CapabilitySets {
-            ambient: ia,
-            bounding: ib,
-            effective: ie,
-            inheritable: ii,
-            permitted: ip,
-        })
+        self.objects = objects;
+        Some(self)
     }
 }
 
@@ -516,8 +358,78 @@ fn user_ok(cc: &CompiledContainer, user: Option<&User>) -> bool {
         && (umask.is_empty() || *umask == user.umask)
 }
 
-fn has_key(md: &Metadata, map: &str, key: &str) -> bool {
-    md.get(map)
-        .and_then(|m| m.get(key))
-        .is_some_and(|v| !v.is_null() && *v != Value::Bool(false))
+/// Whether `data.metadata.<map>[key]` holds as a Rego expression: undefined and `false` do
+/// not, other values do. `None` (unknown) for shapes the framework never writes (a map that is
+/// not an object, a `null` value), where engines may differ.
+fn truthy(md: &Metadata, map: &str, key: &str) -> Option<bool> {
+    match md.get(map) {
+        None => Some(false),
+        Some(Value::Object(m)) => match m.get(key) {
+            None | Some(Value::Bool(false)) => Some(false),
+            Some(Value::Null) => None,
+            Some(_) => Some(true),
+        },
+        Some(_) => None,
+    }
+}
+
+/// `candidate_indices(id)`: the policy indices recorded in `matches[id]`, or empty when the
+/// container has none. `None` unless they are distinct in-range integers (as the framework
+/// writes them).
+fn candidates(md: &Metadata, id: &str, containers: usize) -> Option<Vec<usize>> {
+    let v = match md.get("matches") {
+        None => return Some(Vec::new()),
+        Some(Value::Object(m)) => match m.get(id) {
+            None => return Some(Vec::new()),
+            Some(v) => v,
+        },
+        Some(_) => return None,
+    };
+    let list = v.as_array()?;
+    let mut out: Vec<usize> = Vec::with_capacity(list.len());
+    for x in list {
+        let i = usize::try_from(x.as_u64()?).ok()?;
+        if i >= containers || out.contains(&i) {
+            return None;
+        }
+        out.push(i);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn md(v: Value) -> Metadata {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn truthiness_follows_rego_and_refuses_odd_shapes() {
+        let m = md(json!({"devices": {"a": "h", "f": false, "n": null}, "odd": [1]}));
+        assert_eq!(truthy(&m, "devices", "a"), Some(true));
+        assert_eq!(truthy(&m, "devices", "f"), Some(false));
+        assert_eq!(truthy(&m, "devices", "missing"), Some(false));
+        assert_eq!(truthy(&m, "absent", "a"), Some(false));
+        assert_eq!(truthy(&m, "devices", "n"), None);
+        assert_eq!(truthy(&m, "odd", "a"), None);
+    }
+
+    #[test]
+    fn candidates_must_be_what_the_framework_writes() {
+        let m = md(json!({"matches": {
+            "ok": [0, 2], "dup": [1, 1], "range": [3], "neg": [-1], "float": [0.5],
+            "obj": {"0": true}, "empty": []
+        }}));
+        assert_eq!(candidates(&m, "ok", 3), Some(vec![0, 2]));
+        assert_eq!(candidates(&m, "empty", 3), Some(vec![]));
+        assert_eq!(candidates(&m, "none", 3), Some(vec![]));
+        for odd in ["dup", "range", "neg", "float", "obj"] {
+            assert_eq!(candidates(&m, odd, 3), None, "{odd}");
+        }
+        assert_eq!(candidates(&md(json!({"matches": []})), "ok", 3), None);
+        assert_eq!(candidates(&md(json!({})), "ok", 3), Some(vec![]));
+    }
 }
