@@ -21,7 +21,10 @@
 )]
 #![warn(missing_docs)]
 
+mod serve;
 mod x509;
+
+pub use serve::serve_insecure_simulated;
 
 use std::collections::HashMap;
 use std::fs;

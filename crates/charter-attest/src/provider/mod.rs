@@ -5,6 +5,7 @@
 //! `charter-attest-insecure-sim` implements the same trait.
 
 pub mod configfs;
+pub mod insecure_socket;
 pub mod sev_guest;
 
 use crate::error::Result;
