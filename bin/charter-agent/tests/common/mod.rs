@@ -1,0 +1,460 @@
+//! A real sandbox UVM running the real agent, a busybox pod policy, and a host client that
+//! can be malicious.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::num::NonZeroUsize;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use charter_agent_api::{
+    paths, CallError, Capabilities, Client, CreateContainer, ErrorKind, MountSpec, Reply, Request,
+    StdioStream, UserSpec,
+};
+use charter_host::{LaunchConfig, SandboxLauncher, SandboxUvm, Uvm};
+use charter_policy::model::{
+    Container, EnvRule, ExecProcess, IdNameRule, IdNameStrategy, MountConstraint, PolicyDocument,
+    UserRule,
+};
+use sha2::{Digest, Sha256};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_charter-agent");
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+/// A layer built from (path, contents, mode) entries and symlinks.
+pub struct Layer {
+    pub file: PathBuf,
+    pub root_hash: String,
+}
+
+fn tar_of(files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for (p, _, _) in files {
+        let mut cur = PathBuf::new();
+        for c in Path::new(p).parent().unwrap().components() {
+            cur.push(c);
+            dirs.insert(cur.clone());
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for (p, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, p, Cursor::new(data)).unwrap();
+    }
+    for (p, target) in links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_mtime(0);
+        b.append_link(&mut h, p, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn build(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
+    let file = dir.join(format!("{name}.img"));
+    let out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .unwrap();
+    let built =
+        charter_image::build_layer_image(Cursor::new(tar), &out, NonZeroUsize::MIN, name).unwrap();
+    Layer {
+        file,
+        root_hash: built.root_hash.to_string(),
+    }
+}
+
+pub const APPLETS: [&str; 9] = [
+    "sh", "echo", "cat", "sleep", "id", "ls", "touch", "dd", "env",
+];
+
+pub fn base_layer(dir: &Path) -> Layer {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let links: Vec<(String, &str)> = APPLETS
+        .iter()
+        .map(|a| (format!("bin/{a}"), "busybox"))
+        .collect();
+    let links: Vec<(&str, &str)> = links.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    let tar = tar_of(
+        &[
+            ("bin/busybox", busybox, 0o755),
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n".to_vec(),
+                0o644,
+            ),
+            ("etc/group", b"root:x:0:\napp:x:1000:\n".to_vec(), 0o644),
+            ("tmp/.keep", Vec::new(), 0o644),
+        ],
+        &links,
+    );
+    build(dir, "base", tar)
+}
+
+pub fn app_layer(dir: &Path) -> Layer {
+    let tar = tar_of(
+        &[(
+            "app/hello.txt",
+            b"hello from a verified layer\n".to_vec(),
+            0o644,
+        )],
+        &[],
+    );
+    build(dir, "app", tar)
+}
+
+pub const WEB_CMD: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "cat /app/hello.txt; echo GREETING=$GREETING; id -u; touch /data/ok && echo data-ok",
+];
+pub const QUIET_CMD: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "echo secret-output; echo secret-err >&2; sleep 60",
+];
+/// PID 1 of a container ignores signals it has no handler for: trap SIGTERM.
+pub const SLEEPER_CMD: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "trap 'exit 3' TERM; while true; do sleep 1; done",
+];
+pub const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn id_rule(p: &str) -> IdNameRule {
+    IdNameRule {
+        pattern: p.into(),
+        strategy: IdNameStrategy::Id,
+    }
+}
+
+/// The test pod's policy: `web` (two layers, stdio, a volume, uid 1000, env rules, a probe),
+/// `quiet` (stdio denied) and `sleeper` (signals, exec).
+pub fn policy(base: &Layer, app: &Layer) -> PolicyDocument {
+    let web = Container {
+        name: Some("web".into()),
+        layers: vec![base.root_hash.clone(), app.root_hash.clone()],
+        command: strings(&WEB_CMD),
+        env_rules: vec![
+            EnvRule::string(PATH_ENV, false),
+            EnvRule::string("GREETING=hi", true),
+            EnvRule::re2("TOKEN=[a-z]+", false),
+        ],
+        working_dir: "/".into(),
+        mounts: vec![MountConstraint {
+            destination: "/data".into(),
+            source: "sandbox:///tmp/atlas/emptydir/.+".into(),
+            kind: "bind".into(),
+            options: strings(&["rbind", "rshared", "rw"]),
+        }],
+        exec_processes: vec![ExecProcess {
+            command: strings(&["/bin/echo", "probe"]),
+            signals: vec![],
+        }],
+        signals: vec![15],
+        allow_stdio_access: true,
+        no_new_privileges: true,
+        user: Some(UserRule {
+            user_idname: id_rule("1000"),
+            group_idnames: vec![id_rule("1000")],
+            umask: "0022".into(),
+        }),
+        ..Container::default()
+    };
+    let quiet = Container {
+        name: Some("quiet".into()),
+        layers: vec![base.root_hash.clone()],
+        command: strings(&QUIET_CMD),
+        env_rules: vec![EnvRule::string(PATH_ENV, false)],
+        working_dir: "/".into(),
+        allow_stdio_access: false,
+        ..Container::default()
+    };
+    let sleeper = Container {
+        name: Some("sleeper".into()),
+        layers: vec![base.root_hash.clone()],
+        command: strings(&SLEEPER_CMD),
+        env_rules: vec![EnvRule::string(PATH_ENV, false)],
+        working_dir: "/".into(),
+        exec_processes: vec![ExecProcess {
+            command: strings(&["/bin/echo", "hi"]),
+            signals: vec![],
+        }],
+        signals: vec![15],
+        allow_stdio_access: true,
+        ..Container::default()
+    };
+    PolicyDocument {
+        containers: vec![web, quiet, sleeper],
+        ..PolicyDocument::default()
+    }
+}
+
+pub fn default_caps() -> Capabilities {
+    let d = strings(&charter_policy::DEFAULT_CAPABILITIES);
+    Capabilities {
+        ambient: vec![],
+        bounding: d.clone(),
+        effective: d.clone(),
+        inheritable: vec![],
+        permitted: d,
+    }
+}
+
+pub fn standard_mounts() -> Vec<MountSpec> {
+    charter_host::standard_mounts()
+}
+
+pub fn web_create() -> CreateContainer {
+    let mut mounts = standard_mounts();
+    mounts.push(MountSpec {
+        destination: "/data".into(),
+        source: format!("{}/tmp/atlas/emptydir/data", paths::SANDBOX_DIR),
+        kind: "bind".into(),
+        options: strings(&["rbind", "rshared", "rw"]),
+    });
+    CreateContainer {
+        container_id: "web".into(),
+        args: strings(&WEB_CMD),
+        env: vec![PATH_ENV.into(), "GREETING=hi".into()],
+        working_dir: "/".into(),
+        mounts,
+        privileged: false,
+        no_new_privileges: true,
+        user: UserSpec {
+            user: "1000".into(),
+            supplemental_groups: vec![],
+            umask: String::new(),
+        },
+        capabilities: Some(default_caps()),
+        seccomp_profile_sha256: String::new(),
+        stdin: false,
+    }
+}
+
+pub fn simple_create(id: &str, cmd: &[&str]) -> CreateContainer {
+    CreateContainer {
+        container_id: id.into(),
+        args: strings(cmd),
+        env: vec![PATH_ENV.into()],
+        working_dir: "/".into(),
+        mounts: standard_mounts(),
+        privileged: false,
+        no_new_privileges: false,
+        user: UserSpec::default(),
+        capabilities: Some(default_caps()),
+        seccomp_profile_sha256: String::new(),
+        stdin: false,
+    }
+}
+
+/// One simulated AMD-SP for the whole test binary (key generation takes a while).
+pub fn sim_dir() -> PathBuf {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = INIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let d = std::env::temp_dir().join("charter-agent-tests-simulated-sp");
+    charter_attest_insecure_sim::InsecureSimulatedSp::load_or_generate(&d).unwrap();
+    d
+}
+
+/// A launched sandbox with the layers placed and the policy ready to set.
+pub struct Fixture {
+    pub uvm: SandboxUvm,
+    pub policy: String,
+    pub base: Layer,
+    pub app: Layer,
+    pub client: Client<UnixStream>,
+    _layers: tempfile::TempDir,
+}
+
+pub fn fixture() -> Fixture {
+    let layers = tempfile::tempdir().unwrap();
+    let base = base_layer(layers.path());
+    let app = app_layer(layers.path());
+    let policy = policy(&base, &app).to_rego();
+    let digest: [u8; 32] = Sha256::digest(policy.as_bytes()).into();
+    let launcher = SandboxLauncher {
+        simulator_dir: sim_dir(),
+        ..SandboxLauncher::default()
+    };
+    let uvm = launcher
+        .launch_sandbox(&LaunchConfig {
+            policy_digest: digest,
+            agent: PathBuf::from(AGENT),
+        })
+        .unwrap();
+    for l in [&base, &app] {
+        std::fs::copy(&l.file, uvm.layer_dir().join(l.file.file_name().unwrap())).unwrap();
+    }
+    let base = Layer {
+        file: uvm.layer_dir().join("base.img"),
+        root_hash: base.root_hash,
+    };
+    let app = Layer {
+        file: uvm.layer_dir().join("app.img"),
+        root_hash: app.root_hash,
+    };
+    let client = uvm.connect().unwrap();
+    Fixture {
+        uvm,
+        policy,
+        base,
+        app,
+        client,
+        _layers: layers,
+    }
+}
+
+impl Fixture {
+    pub fn call(&mut self, r: Request) -> Result<Reply, CallError> {
+        self.client.call(r)
+    }
+
+    pub fn set_policy(&mut self) {
+        let p = self.policy.clone();
+        self.call(Request::SetPolicy { policy: p }).unwrap();
+    }
+
+    pub fn mount_layers(&mut self) {
+        for l in [&self.base, &self.app] {
+            let (src, hash) = (
+                l.file.file_name().unwrap().to_str().unwrap().to_owned(),
+                l.root_hash.clone(),
+            );
+            self.client
+                .call(Request::MountDevice {
+                    source: src,
+                    target: paths::layer(&hash),
+                    device_hash: hash,
+                })
+                .unwrap();
+        }
+    }
+
+    /// Scratch and overlay for `id` over `layers` (base first).
+    pub fn overlay(&mut self, id: &str, layers: &[String]) -> Result<Reply, CallError> {
+        self.call(Request::ScratchMount {
+            target: paths::scratch(id),
+        })?;
+        self.call(Request::MountOverlay {
+            container_id: id.into(),
+            layer_paths: layers.iter().rev().map(|h| paths::layer(h)).collect(),
+            target: paths::rootfs(id),
+        })
+    }
+
+    /// Policy set, layers mounted.
+    pub fn ready() -> Fixture {
+        let mut f = fixture();
+        f.set_policy();
+        f.mount_layers();
+        f
+    }
+
+    pub fn read_all(&self, id: &str, process_id: Option<u32>, stream: StdioStream) -> String {
+        let mut out = Vec::new();
+        charter_host::pump_stdio(&self.uvm, id, process_id, stream, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    pub fn containers(&mut self) -> Vec<String> {
+        match self.call(Request::Status {}).unwrap() {
+            Reply::Status(s) => s.containers,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Runs the legitimate `web` container to completion and checks its output: the agent
+    /// still serves the honest pod.
+    pub fn web_runs(&mut self) {
+        let (b, a) = (self.base.root_hash.clone(), self.app.root_hash.clone());
+        self.overlay("web", &[b, a]).unwrap();
+        let r = self.call(Request::CreateContainer(web_create())).unwrap();
+        assert!(matches!(
+            r,
+            Reply::Process {
+                process_id: 0,
+                stdio_access: true
+            }
+        ));
+        self.call(Request::StartContainer {
+            container_id: "web".into(),
+        })
+        .unwrap();
+        let out = self.read_all("web", None, StdioStream::Stdout);
+        assert_eq!(
+            out, "hello from a verified layer\nGREETING=hi\n1000\ndata-ok\n",
+            "web output"
+        );
+        let exit = self
+            .call(Request::WaitProcess {
+                container_id: "web".into(),
+                process_id: None,
+            })
+            .unwrap();
+        assert_eq!(
+            exit,
+            Reply::Exit {
+                code: Some(0),
+                signal: None
+            }
+        );
+    }
+}
+
+/// Asserts a denial by `rule` whose explanation mentions `needle`.
+pub fn assert_denied(r: Result<Reply, CallError>, rule: &str, needle: &str) {
+    match r {
+        Err(CallError::Denied { denial, .. }) => {
+            assert_eq!(denial.rule, rule, "{denial:?}");
+            assert!(
+                denial.explanation.contains(needle),
+                "explanation {:?} lacks {needle:?}",
+                denial.explanation
+            );
+        }
+        other => panic!("expected a {rule} denial mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+/// Asserts an agent refusal of `kind` whose message mentions `needle`.
+pub fn assert_refused(r: Result<Reply, CallError>, kind: ErrorKind, needle: &str) {
+    match r {
+        Err(CallError::Agent { error, .. }) => {
+            assert_eq!(error.kind, kind, "{error:?}");
+            assert!(
+                error.message.contains(needle),
+                "message {:?} lacks {needle:?}",
+                error.message
+            );
+        }
+        other => panic!("expected a {kind:?} refusal mentioning {needle:?}, got {other:?}"),
+    }
+}
