@@ -36,6 +36,14 @@ enum Command {
     /// Check execution policies and replay host requests against them.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCmd),
+    /// Run a pod under its execution policy in a utility VM.
+    Run(commands::run::RunArgs),
+    /// Run a process the policy allows in a container of a running group.
+    Exec(commands::run::ExecArgs),
+    /// Stop every container of a running group.
+    Stop(commands::run::StopArgs),
+    /// The end-to-end demo: build an image, generate its policy, run it attested, tamper.
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +53,10 @@ fn main() -> ExitCode {
         Command::Image(cmd) => commands::image::run(cmd),
         Command::Policy(cmd) => commands::policy::run(cmd),
         Command::Attest(cmd) => commands::attest::run(cmd),
+        Command::Run(args) => commands::run::run(args),
+        Command::Exec(args) => commands::run::exec(args),
+        Command::Stop(args) => commands::run::stop(args),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,12 +1,15 @@
 //! One module per subcommand family, plus the options and progress display they share.
 
 pub mod attest;
+pub mod demo;
+mod demo_image;
 pub mod generate;
 pub mod image;
 pub mod layer;
 pub mod output;
 pub mod policy;
 mod progress;
+pub mod run;
 
 use std::num::NonZeroUsize;
 
