@@ -118,24 +118,24 @@ fn charter_pod(policy: &str, layers: &[Layer]) -> Phases {
     let layers_t = t2.elapsed();
     let t3 = Instant::now();
     c.call(Request::ScratchMount {
-        target: paths::scratch("sleeper"),
+        target: paths::scratch("starter"),
     })
     .unwrap();
     c.call(Request::MountOverlay {
-        container_id: "sleeper".into(),
+        container_id: "starter".into(),
         layer_paths: vec![paths::layer(&layers[0].root_hash)],
-        target: paths::rootfs("sleeper"),
+        target: paths::rootfs("starter"),
     })
     .unwrap();
-    c.call(Request::CreateContainer(simple_create("sleeper", &CMD)))
+    c.call(Request::CreateContainer(simple_create("starter", &CMD)))
         .unwrap();
     c.call(Request::StartContainer {
-        container_id: "sleeper".into(),
+        container_id: "starter".into(),
     })
     .unwrap();
     let r = c
         .call(Request::WaitProcess {
-            container_id: "sleeper".into(),
+            container_id: "starter".into(),
             process_id: None,
         })
         .unwrap();
@@ -168,20 +168,20 @@ fn decisions(policy: &str, base: &Layer) -> Duration {
         .unwrap(),
         PolicyRequest::from_rule_input(
             "scratch_mount",
-            serde_json::json!({"target": paths::scratch("sleeper"), "encrypted": true}),
+            serde_json::json!({"target": paths::scratch("starter"), "encrypted": true}),
         )
         .unwrap(),
         PolicyRequest::from_rule_input(
             "mount_overlay",
-            serde_json::json!({"containerID": "sleeper", "layerPaths": [paths::layer(&base.root_hash)], "target": paths::rootfs("sleeper")}),
+            serde_json::json!({"containerID": "starter", "layerPaths": [paths::layer(&base.root_hash)], "target": paths::rootfs("starter")}),
         )
         .unwrap(),
     ];
-    let create = simple_create("sleeper", &CMD);
+    let create = simple_create("starter", &CMD);
     let create = PolicyRequest::from_rule_input(
         "create_container",
         serde_json::json!({
-            "containerID": "sleeper", "argList": create.args, "envList": create.env,
+            "containerID": "starter", "argList": create.args, "envList": create.env,
             "workingDir": "/", "sandboxDir": paths::SANDBOX_DIR, "hugePagesDir": "",
             "mounts": create.mounts, "privileged": false, "noNewPrivileges": false,
             "user": {"uid": {"id": "0", "name": "root"}, "groups": [{"id": "0", "name": "root"}], "umask": "0022"},
@@ -219,7 +219,17 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let base = base_layer(work.path());
     let app = app_layer(work.path());
-    let policy = policy(&base, &app).to_rego();
+    // The test pod's policy plus a container that runs /bin/true.
+    let mut doc = policy(&base, &app);
+    doc.containers.push(charter_policy::model::Container {
+        name: Some("starter".into()),
+        layers: vec![base.root_hash.clone()],
+        command: CMD.iter().map(|s| s.to_string()).collect(),
+        env_rules: vec![charter_policy::model::EnvRule::string(PATH_ENV, false)],
+        working_dir: "/".into(),
+        ..Default::default()
+    });
+    let policy = doc.to_rego();
     // The peer's rootfs: the same base layer, unpacked through a loop mount copy.
     let rootfs = work.path().join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();

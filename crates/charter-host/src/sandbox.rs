@@ -113,12 +113,35 @@ fn which(bin: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// SHA-384 of the agent binary: the sandbox UVM's launch measurement.
+/// SHA-384 of the agent binary: the sandbox UVM's launch measurement. Computed once per
+/// process for each (device, inode, size, mtime) of the binary, like a VM image that is
+/// measured when it is built rather than at every launch.
 ///
 /// # Errors
 /// [`Error::Io`] if the binary cannot be read.
 pub fn sandbox_measurement(agent: &Path) -> Result<[u8; 48], Error> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    type Key = (u64, u64, u64, i64, i64);
+    static SEEN: OnceLock<Mutex<HashMap<Key, [u8; 48]>>> = OnceLock::new();
     let mut f = std::fs::File::open(agent).map_err(io_err(agent))?;
+    let meta = f.metadata().map_err(io_err(agent))?;
+    let key = (
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    );
+    let seen = SEEN.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(m) = seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(*m);
+    }
     let mut h = Sha384::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -128,7 +151,11 @@ pub fn sandbox_measurement(agent: &Path) -> Result<[u8; 48], Error> {
         }
         h.update(buf.get(..n).unwrap_or_default());
     }
-    Ok(h.finalize().into())
+    let m: [u8; 48] = h.finalize().into();
+    seen.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, m);
+    Ok(m)
 }
 
 impl Launcher for SandboxLauncher {

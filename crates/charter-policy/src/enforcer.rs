@@ -708,6 +708,7 @@ impl Enforcer {
             Request::MountDevice(r) => fast.mount_device(r, &self.metadata),
             Request::MountOverlay(r) => fast.mount_overlay(r, &self.metadata),
             Request::CreateContainer(r) => fast.create_container(r, &self.metadata),
+            Request::ScratchMount(r) => fast.scratch_mount(r, &self.metadata),
             _ => Outcome::Unknown,
         }
     }

@@ -323,6 +323,49 @@ fn matcher_explains_storage_denials() {
 }
 
 #[test]
+fn matcher_decides_scratch_mounts() {
+    let p = policy(vec![app(Some("app"))], false);
+    let scratch = |t: &str, enc: bool| req("scratch_mount", json!({"target": t, "encrypted": enc}));
+    denial(
+        &p,
+        vec![scratch("/run/scratch/a", false)],
+        &["unencrypted scratch not allowed"],
+        0,
+    );
+    denial(
+        &p,
+        vec![
+            scratch("/run/scratch/a", true),
+            scratch("/run/scratch/a", true),
+        ],
+        &["scratch already mounted at path"],
+        0,
+    );
+    denial(
+        &p,
+        vec![
+            scratch("/run/scratch/a", true),
+            scratch("/run/scratch/a", false),
+        ],
+        &[
+            "scratch already mounted at path",
+            "unencrypted scratch not allowed",
+        ],
+        0,
+    );
+    let (stats, last) = lockstep(&p, vec![scratch("/run/scratch/b", true)]).unwrap();
+    assert_eq!((stats.allowed, stats.unknown), (1, 0), "{last}");
+    let open = PolicyDocument {
+        containers: vec![app(Some("app"))],
+        allow_unencrypted_scratch: true,
+        ..PolicyDocument::default()
+    }
+    .to_rego();
+    let (stats, last) = lockstep(&open, vec![scratch("/run/scratch/c", false)]).unwrap();
+    assert_eq!((stats.allowed, stats.unknown), (1, 0), "{last}");
+}
+
+#[test]
 fn matcher_explains_every_create_failure() {
     let p = policy(vec![app(Some("app"))], false);
     let nearest = |what: &str| format!("nearest container app (policy index 0) differs in: {what}");

@@ -85,8 +85,8 @@ fn build(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
     }
 }
 
-pub const APPLETS: [&str; 9] = [
-    "sh", "echo", "cat", "sleep", "id", "ls", "touch", "dd", "env",
+pub const APPLETS: [&str; 10] = [
+    "sh", "echo", "cat", "sleep", "id", "ls", "touch", "dd", "env", "true",
 ];
 
 pub fn base_layer(dir: &Path) -> Layer {

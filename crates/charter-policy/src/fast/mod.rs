@@ -245,6 +245,7 @@ pub(crate) struct FastPolicy {
     container_id: Regex,
     env_dropping: bool,
     cap_dropping: bool,
+    unencrypted_scratch: bool,
     /// `data.framework.policy_containers` as the loaded policy holds them (the
     /// `error_objects` of create denials), one per container.
     objects: Vec<Value>,
@@ -330,6 +331,7 @@ impl FastPolicy {
             container_id: Regex::new(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$").ok()?,
             env_dropping: doc.allow_environment_variable_dropping,
             cap_dropping: doc.allow_capability_dropping,
+            unencrypted_scratch: doc.allow_unencrypted_scratch,
             objects: Vec::new(),
         })
     }

@@ -1,4 +1,4 @@
-//! `mount_device` and `mount_overlay`, as `rego/framework_storage.rego` decides and explains
+//! `mount_device`, `mount_overlay` and `scratch_mount`, as `rego/framework_storage.rego` decides and explains
 //! them. Neither sets `error_objects`, so a denial carries the framework's default (`[]`).
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{truthy, FastAllow, FastPolicy, Outcome};
 use crate::deny::Reason;
 use crate::metadata::Metadata;
-use crate::request::{MountDevice, MountOverlay};
+use crate::request::{MountDevice, MountOverlay, ScratchMount};
 
 /// The framework's `reason` for a denial without error objects: `errors` is a Rego set, which
 /// regorus returns sorted (byte order).
@@ -123,6 +123,27 @@ impl FastPolicy {
         }
         if candidates.is_empty() {
             errors.insert("no matching containers for overlay");
+        }
+        deny(errors)
+    }
+
+    pub(crate) fn scratch_mount(&self, r: &ScratchMount, md: &Metadata) -> Outcome {
+        let Some(mounted) = truthy(md, "scratch_mounts", &r.target) else {
+            return Outcome::Unknown;
+        };
+        let encryption_ok = r.encrypted || self.unencrypted_scratch;
+        if !r.target.is_empty() && !mounted && encryption_ok {
+            return allow(json!([{
+                "name": "scratch_mounts", "action": "add", "key": r.target,
+                "value": {"encrypted": r.encrypted},
+            }]));
+        }
+        let mut errors = BTreeSet::new();
+        if !encryption_ok {
+            errors.insert("unencrypted scratch not allowed");
+        }
+        if mounted {
+            errors.insert("scratch already mounted at path");
         }
         deny(errors)
     }

@@ -1,0 +1,203 @@
+//! `charter run`, `charter exec` and `charter stop` end to end: a two-container pod from YAML,
+//! its policy from `charter policy generate`, run in the sandbox UVM with the real agent, runc,
+//! loop devices and overlayfs. Needs root.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REF: &str = "registry.example/e2e:1";
+
+fn charter() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_charter"));
+    let agent = Path::new(env!("CARGO_BIN_EXE_charter")).with_file_name("charter-agent");
+    assert!(
+        agent.is_file(),
+        "{} is missing: build it first (cargo build -p charter-agent)",
+        agent.display()
+    );
+    c.env("CHARTER_AGENT", agent);
+    c
+}
+
+fn header(size: usize, kind: tar::EntryType, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size as u64);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_entry_type(kind);
+    h
+}
+
+fn image(dir: &Path) -> PathBuf {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static at /bin/busybox");
+    let mut b = tar::Builder::new(Vec::new());
+    for d in ["bin/", "etc/", "tmp/"] {
+        b.append_data(&mut header(0, tar::EntryType::Directory, 0o755), d, &[][..])
+            .unwrap();
+    }
+    b.append_data(
+        &mut header(busybox.len(), tar::EntryType::Regular, 0o755),
+        "bin/busybox",
+        &busybox[..],
+    )
+    .unwrap();
+    for a in ["sh", "echo", "sleep", "id", "cat", "true"] {
+        b.append_link(
+            &mut header(0, tar::EntryType::Symlink, 0o777),
+            format!("bin/{a}"),
+            "busybox",
+        )
+        .unwrap();
+    }
+    for (p, text) in [
+        (
+            "etc/passwd",
+            &b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n"[..],
+        ),
+        ("etc/group", &b"root:x:0:\napp:x:1000:\n"[..]),
+    ] {
+        b.append_data(
+            &mut header(text.len(), tar::EntryType::Regular, 0o644),
+            p,
+            text,
+        )
+        .unwrap();
+    }
+    let layer = dir.join("layer.tar");
+    std::fs::write(&layer, b.into_inner().unwrap()).unwrap();
+    let out = dir.join("layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkimage.py");
+    let st = Command::new("python3")
+        .arg(script)
+        .arg(&out)
+        .arg("e2e")
+        .arg(format!("{}:gzip", layer.display()))
+        .args(["--entrypoint", "/bin/sh"])
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    out
+}
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: e2e}
+spec:
+  containers:
+    - name: server
+      image: registry.example/e2e:1
+      command: ["/bin/sh", "-c", "echo server-up; trap 'echo server-down; exit 0' TERM; while true; do sleep 1; done"]
+      livenessProbe:
+        exec: {command: ["/bin/echo", "alive"]}
+    - name: worker
+      image: registry.example/e2e:1
+      command: ["/bin/sh", "-c", "echo worker says $WHO; id -u"]
+      env: [{name: WHO, value: charter}]
+      securityContext: {runAsUser: 1000}
+"#;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+#[test]
+#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
+fn two_container_pod_runs_execs_and_stops() {
+    assert!(is_root(), "run as root");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = image(dir.path());
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(&pod, POD).unwrap();
+    let policy = dir.path().join("policy.rego");
+    let mapping = format!("{REF}=oci:{}:e2e", layout.display());
+    let cache = dir.path().join("cache");
+    let o = charter()
+        .args(["policy", "generate", "-q"])
+        .arg(&pod)
+        .arg("-o")
+        .arg(&policy)
+        .args(["--image", &mapping, "--offline", "--cache-dir"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let group = format!("e2e-{}", std::process::id());
+    let mut run = charter()
+        .arg("run")
+        .arg(&pod)
+        .arg("--policy")
+        .arg(&policy)
+        .args([
+            "--image",
+            &mapping,
+            "--offline",
+            "--name",
+            &group,
+            "--cache-dir",
+        ])
+        .arg(&cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let record = Path::new("/run/charter-groups").join(format!("{group}.json"));
+    let start = Instant::now();
+    while !record.exists() {
+        if let Ok(Some(st)) = run.try_wait() {
+            let mut err = String::new();
+            run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("charter run exited early ({st}): {err}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the group never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // An exec the policy lists (the liveness probe) runs, and its output comes back.
+    let o = charter()
+        .args(["exec", &group, "server", "--", "/bin/echo", "alive"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "alive\n");
+    // A shell is not listed: denied with the policy's explanation, nothing runs.
+    let o = charter()
+        .args(["exec", &group, "server", "--", "/bin/sh", "-c", "id"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exec_in_container denied"), "{err}");
+    assert!(o.stdout.is_empty());
+
+    // Let the worker finish, then stop the group from "another terminal".
+    std::thread::sleep(Duration::from_millis(500));
+    let o = charter().args(["stop", &group]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    for line in [
+        "[server] server-up\n",
+        "[worker] worker says charter\n",
+        "[worker] 1000\n",
+        "[server] server-down\n",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "{line:?} missing from:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("accepted (HOST_DATA)"), "{stderr}");
+    assert!(!record.exists(), "the group record outlived the group");
+}
