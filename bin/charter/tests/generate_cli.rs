@@ -241,3 +241,39 @@ fn failures_are_clear_and_leave_no_output_file() {
         assert!(!out.exists(), "{what}: left {}", out.display());
     }
 }
+
+#[test]
+fn policy_and_annotated_yaml_are_written_both_or_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = image(dir.path());
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(&pod, POD).unwrap();
+    let mapping = format!("{REF}=oci:{}:app", layout.display());
+    let good_rego = dir.path().join("policy.rego");
+    let good_yaml = dir.path().join("annotated.yaml");
+    let missing = dir.path().join("no/such/dir");
+    for (rego, yaml, message) in [
+        (good_rego.clone(), missing.join("a.yaml"), "a.yaml"),
+        (missing.join("p.rego"), good_yaml.clone(), "p.rego"),
+        (good_rego.clone(), good_rego.clone(), "name the same file"),
+    ] {
+        let o = run(&[
+            "policy",
+            "generate",
+            pod.to_str().unwrap(),
+            "--no-cache",
+            "--offline",
+            "--image",
+            &mapping,
+            "-o",
+            rego.to_str().unwrap(),
+            "--annotate",
+            yaml.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{message}: succeeded");
+        assert!(stderr(&o).contains(message), "{message}: {}", stderr(&o));
+        for p in [&good_rego, &good_yaml] {
+            assert!(!p.exists(), "{message}: left {}", p.display());
+        }
+    }
+}

@@ -165,6 +165,12 @@ const ENV: &[(&str, Rule)] = &[
     ("value", Use),
     ("valueFrom", Obj(VALUE_FROM)),
 ];
+const ENV_FROM_REF: &[(&str, Rule)] = &[("name", Use), ("optional", Use)];
+const ENV_FROM: &[(&str, Rule)] = &[
+    ("configMapRef", Obj(ENV_FROM_REF)),
+    ("secretRef", Obj(ENV_FROM_REF)),
+    ("prefix", Use),
+];
 const VOLUME_MOUNT: &[(&str, Rule)] = &[
     ("name", Use),
     ("mountPath", Use),
@@ -191,6 +197,7 @@ const CONTAINER: &[(&str, Rule)] = &[
     ("args", Use),
     ("workingDir", Use),
     ("env", List(ENV)),
+    ("envFrom", List(ENV_FROM)),
     ("volumeMounts", List(VOLUME_MOUNT)),
     ("securityContext", Obj(SECURITY_CONTEXT)),
     ("livenessProbe", Obj(PROBE)),
@@ -233,12 +240,18 @@ const SECRET: &[(&str, Rule)] = &[
     ("optional", Ignore),
 ];
 const HOST_PATH: &[(&str, Rule)] = &[("path", Use), ("type", Ignore)];
+/// Every projected source (configMap, secret, downwardAPI, serviceAccountToken,
+/// clusterTrustBundle, ...) ends up as a file in the one read-only directory the guest sees.
+const PROJECTED: &[(&str, Rule)] = &[("sources", Ignore), ("defaultMode", Ignore)];
+const DOWNWARD_API: &[(&str, Rule)] = &[("items", Ignore), ("defaultMode", Ignore)];
 const VOLUME: &[(&str, Rule)] = &[
     ("name", Use),
     ("emptyDir", Obj(EMPTY_DIR)),
     ("configMap", Obj(CONFIG_MAP)),
     ("secret", Obj(SECRET)),
     ("hostPath", Obj(HOST_PATH)),
+    ("projected", Obj(PROJECTED)),
+    ("downwardAPI", Obj(DOWNWARD_API)),
 ];
 const POD_SPEC: &[(&str, Rule)] = &[
     ("containers", List(CONTAINER)),
@@ -344,6 +357,7 @@ pub(crate) struct K8sContainer {
     pub args: Option<Vec<String>>,
     pub working_dir: Option<String>,
     pub env: Vec<EnvVar>,
+    pub env_from: Vec<EnvFromSource>,
     pub volume_mounts: Vec<VolumeMount>,
     pub security_context: Option<SecurityContext>,
     pub liveness_probe: Option<Handler>,
@@ -362,6 +376,21 @@ pub(crate) struct EnvVar {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+pub(crate) struct EnvFromSource {
+    pub config_map_ref: Option<ObjectRef>,
+    pub secret_ref: Option<ObjectRef>,
+    pub prefix: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct ObjectRef {
+    pub name: String,
+    pub optional: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub(crate) struct VolumeMount {
     pub name: String,
     pub mount_path: String,
@@ -376,6 +405,9 @@ pub(crate) struct Volume {
     pub config_map: Option<Value>,
     pub secret: Option<Value>,
     pub host_path: Option<HostPath>,
+    pub projected: Option<Value>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -449,4 +481,52 @@ pub(crate) fn decode(template: &PodTemplate) -> Result<PodSpec, Error> {
         document: template.document,
         message: format!("{}: {e}", template.spec_path),
     })
+}
+
+/// The ConfigMaps and Secrets of the YAML file: their names and data keys (never values), so
+/// `envFrom` can name the variables it brings in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Objects {
+    /// `("ConfigMap" | "Secret", name)` -> data keys, sorted.
+    keys: std::collections::BTreeMap<(String, String), Vec<String>>,
+}
+
+impl Objects {
+    /// Collects the ConfigMap and Secret documents of `yaml`.
+    pub(crate) fn from_yaml(yaml: &str) -> Result<Self, Error> {
+        let mut keys = std::collections::BTreeMap::new();
+        for doc in documents(yaml)? {
+            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+            // kubelet's envFrom reads ConfigMap `data` and Secret `data` (`stringData` is
+            // merged into `data` when the Secret is stored).
+            let fields: &[&str] = match kind {
+                "ConfigMap" => &["data"],
+                "Secret" => &["data", "stringData"],
+                _ => continue,
+            };
+            let Some(name) = doc
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let mut names: Vec<String> = fields
+                .iter()
+                .filter_map(|f| doc.get(*f).and_then(Value::as_mapping))
+                .flat_map(|m| m.keys().filter_map(Value::as_str).map(str::to_owned))
+                .collect();
+            names.sort();
+            names.dedup();
+            keys.insert((kind.to_owned(), name.to_owned()), names);
+        }
+        Ok(Self { keys })
+    }
+
+    /// The data keys of `kind`/`name`, if the YAML has that object.
+    pub(crate) fn keys(&self, kind: &str, name: &str) -> Option<&[String]> {
+        self.keys
+            .get(&(kind.to_owned(), name.to_owned()))
+            .map(Vec::as_slice)
+    }
 }

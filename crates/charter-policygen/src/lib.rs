@@ -2,9 +2,10 @@
 //!
 //! [`generate`] reads Kubernetes YAML (a Pod, or the pod template of a Deployment, StatefulSet,
 //! DaemonSet, ReplicaSet, Job or CronJob; multi-document files), opens every image the pod names
-//! through an [`ImageResolver`], measures its layers (dm-verity root hashes, with the diff_id
-//! cache), reads the image's own `/etc/passwd` and `/etc/group`, and renders one deterministic
-//! `policy.rego` per pod template (same inputs, same bytes, same digest = HOST_DATA).
+//! through an [`ImageResolver`], and in one pass over each layer that is not cached measures it
+//! (dm-verity root hash) and scans it for `/etc/passwd` and `/etc/group`; both results are
+//! cached by diff_id, so a warm run opens no layer. It renders one deterministic `policy.rego`
+//! per pod template (same inputs, same bytes, same digest = HOST_DATA).
 //!
 //! Choices, matching what confcom and genpolicy users expect:
 //! - **One policy per pod template.** A file with several templates needs an explicit
@@ -12,15 +13,21 @@
 //! - **Containers**: init containers first, then containers, in pod order. argv follows the
 //!   k8s rules (`command` replaces Entrypoint and drops Cmd, `args` alone replace Cmd, `$(VAR)`
 //!   expanded as kubelet does); env = image env overridden by pod env, every variable a
-//!   *required* rule (literal: exact string; `valueFrom`: `NAME=(?s:.*)` regex), plus the
-//!   platform rules of [`Settings`]; working dir: pod, else image, else `/`; user: uid and
+//!   *required* rule (literal: exact string; `valueFrom`: `NAME=(?s:.*)` regex), `envFrom`
+//!   sources whose ConfigMap/Secret is in the same file: one name-anchored `PREFIXKEY=(?s:.*)`
+//!   rule per key (required unless the source is optional); not in the file: a
+//!   `PREFIX[A-Za-z0-9_.-]+=(?s:.*)` rule when a prefix is given, else an error (the names would
+//!   be unbounded); plus the platform rules of [`Settings`]; working dir: pod, else image,
+//!   else `/`; user: uid and
 //!   groups resolved through the image's own databases ([`userdb`]); capabilities: add/drop over
 //!   the framework default set (privileged: the framework's privileged set, `allow_elevated`);
-//!   `allowPrivilegeEscalation: false` → `no_new_privileges`; seccomp: Unconfined/none → "",
-//!   Localhost → SHA-256 of the profile file under [`Options::seccomp_dir`], RuntimeDefault →
-//!   error; exec probes and exec lifecycle hooks → `exec_processes`.
-//! - **Volumes**: emptyDir, configMap and secret → bind mounts from
-//!   `sandbox:///tmp/atlas/<kind>/.+` (configMap and secret always read-only), options
+//!   `allowPrivilegeEscalation: false` → `no_new_privileges`; seccomp as ACI's confcom:
+//!   Unconfined/none → "", Localhost → SHA-256 of the profile under [`Options::seccomp_dir`]
+//!   normalised to the OCI `linux.seccomp` JSON ([`pod::normalize_seccomp`]); RuntimeDefault →
+//!   error (confcom writes "", which denies the container the runtime starts); exec probes and
+//!   exec lifecycle hooks → `exec_processes`.
+//! - **Volumes**: emptyDir, configMap, secret, projected and downwardAPI → bind mounts from
+//!   `sandbox:///tmp/atlas/<kind>/.+` (all but emptyDir always read-only), options
 //!   `rbind, rshared, rw|ro`; hostPath refused unless [`Options::allow_host_path`].
 //! - **Unsupported fields** are errors naming each field's path; with
 //!   [`Options::ignore_unsupported`] they become warnings. Ignoring never widens the policy.
@@ -38,6 +45,7 @@
 )]
 
 pub mod k8s;
+mod measure;
 mod output;
 pub mod pod;
 mod settings;
@@ -53,7 +61,7 @@ use charter_image::{
 use charter_policy::PolicyDocument;
 
 pub use k8s::{pod_templates, PodTemplate};
-pub use output::{annotate, digest_hex, write_atomically, POLICY_ANNOTATION};
+pub use output::{annotate, digest_hex, write_all_atomically, write_atomically, POLICY_ANNOTATION};
 pub use settings::Settings;
 
 /// First line of a policy generated in debug mode.
@@ -240,8 +248,21 @@ pub struct Measuring<'a> {
     /// Hashing threads.
     pub threads: NonZeroUsize,
     /// Progress hooks.
-    pub observer: &'a dyn MeasureObserver,
+    pub observer: &'a dyn Observer,
 }
+
+/// Progress hooks of [`generate`]: the layer hooks of [`MeasureObserver`] (called for every
+/// layer, cached or not; a layer that is not cached is pulled or read while it is hashed) plus
+/// the resolution of each image. Every method has a no-op default.
+pub trait Observer: MeasureObserver {
+    /// `reference` is being resolved (manifest and config fetched or read).
+    fn image_opening(&self, _reference: &str) {}
+    /// `reference` resolved to `image` (its `source` pins the digest); its layers follow.
+    fn image_opened(&self, _reference: &str, _image: &Image) {}
+}
+
+/// An observer that shows nothing.
+impl Observer for () {}
 
 impl std::fmt::Debug for Measuring<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -355,6 +376,7 @@ pub fn generate(
         warnings.extend(unsupported.into_iter().map(|f| format!("ignored {f}")));
     }
     let spec = k8s::decode(&template)?;
+    let objects = k8s::Objects::from_yaml(yaml)?;
     if spec.containers.is_empty() {
         return Err(Error::NoContainers);
     }
@@ -382,19 +404,10 @@ pub fn generate(
             });
         }
         if !measured.contains_key(&c.image) {
+            measuring.observer.image_opening(&c.image);
             let image = images.open(&c.image)?;
-            let layers = charter_image::measure(
-                &image,
-                measuring.cache,
-                measuring.scratch_dir,
-                measuring.threads,
-                measuring.observer,
-            )
-            .map_err(|source| Error::Image {
-                image: c.image.clone(),
-                source: Box::new(source),
-            })?;
-            let users = userdb::UserDb::read(&image, &c.image)?;
+            measuring.observer.image_opened(&c.image, &image);
+            let (layers, users) = measure::measure_image(&image, &c.image, measuring)?;
             summaries.push(ImageSummary {
                 reference: c.image.clone(),
                 source: image.source.clone(),
@@ -426,7 +439,7 @@ pub fn generate(
                 message: format!("image {} has no layers", c.image),
             });
         }
-        containers.push(pod::container(&spec, c, &field, &facts, options)?);
+        containers.push(pod::container(&spec, c, &field, &facts, options, &objects)?);
     }
 
     let document = PolicyDocument {

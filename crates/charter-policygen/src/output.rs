@@ -23,18 +23,51 @@ pub fn digest_hex(bytes: &[u8]) -> String {
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename: the
 /// file is either absent/unchanged or complete, never partial.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io {
+    write_all_atomically(&[(path, bytes)])
+}
+
+/// Writes several files so that none is written unless all could be: every file goes to a
+/// temporary file beside it first (written and synced), and only then are they renamed into
+/// place. Should a rename fail, the files already renamed by this call are removed again, so
+/// no output of a failed call is left behind.
+pub fn write_all_atomically(files: &[(&Path, &[u8])]) -> Result<(), Error> {
+    let io = |path: &Path, source| Error::Io {
         path: path.to_owned(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
+    for (i, (path, _)) in files.iter().enumerate() {
+        if files
+            .iter()
+            .skip(i.saturating_add(1))
+            .any(|(p, _)| p == path)
+        {
+            return Err(io(
+                path,
+                std::io::Error::other("the same file is given for two outputs"),
+            ));
+        }
+    }
+    let mut staged = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(path, e))?;
+        tmp.write_all(bytes).map_err(|e| io(path, e))?;
+        tmp.as_file().sync_all().map_err(|e| io(path, e))?;
+        staged.push((*path, tmp));
+    }
+    let mut done: Vec<&Path> = Vec::with_capacity(staged.len());
+    for (path, tmp) in staged {
+        if let Err(e) = tmp.persist(path) {
+            for p in done {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(io(path, e.error));
+        }
+        done.push(path);
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use charter_policy::model::{
 use charter_policy::request::CapabilitySets;
 use sha2::{Digest as _, Sha256};
 
-use crate::k8s::{K8sContainer, PodSpec, SeccompProfile};
+use crate::k8s::{K8sContainer, Objects, PodSpec, SeccompProfile};
 use crate::userdb::{self, UserDb};
 use crate::{Error, Options};
 
@@ -46,9 +46,10 @@ pub(crate) fn container(
     field: &str,
     image: &ImageFacts<'_>,
     options: &Options,
+    objects: &Objects,
 ) -> Result<Container, Error> {
     let what = format!("{field} ({})", c.name);
-    let env = Env::build(&image.env, c, field)?;
+    let env = Env::build(&image.env, c, field, objects)?;
     let command = argv(&image.entrypoint, &image.cmd, c, &env, field)?;
     if command.is_empty() {
         return Err(Error::Container {
@@ -224,24 +225,92 @@ fn argv(
     })
 }
 
-/// A container's environment: image variables overridden by pod variables, in order.
+/// A container's environment: image variables overridden by `envFrom` and then `env`
+/// variables (kubelet's order), in order.
 struct Env {
-    /// `(name, Some(value))` for literal values, `(name, None)` for `valueFrom`; image
-    /// variables first, a pod variable replacing an image one in place.
-    vars: Vec<(String, Option<String>)>,
+    /// Image variables first, a pod variable replacing an image one in place.
+    vars: Vec<(String, EnvValue)>,
     /// Names the pod defined so far (what `$(NAME)` may refer to).
     pod_names: Vec<String>,
+    /// Rules for whole families of names (`envFrom` with a prefix and unknown keys).
+    patterns: Vec<EnvRule>,
 }
 
+/// A variable's value as known at generation time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EnvValue {
+    /// A literal: an exact rule.
+    Literal(String),
+    /// Set at run time (`valueFrom`, `envFrom`): any value, the name anchored.
+    Unknown { required: bool },
+}
+
+/// Characters kubelet accepts in variable names that come from `envFrom` keys.
+const ENV_FROM_NAME: &str = "[A-Za-z0-9_.-]+";
+
 impl Env {
-    fn build(image_env: &[String], c: &K8sContainer, field: &str) -> Result<Self, Error> {
+    fn build(
+        image_env: &[String],
+        c: &K8sContainer,
+        field: &str,
+        objects: &Objects,
+    ) -> Result<Self, Error> {
         let mut env = Self {
             vars: Vec::new(),
             pod_names: Vec::new(),
+            patterns: Vec::new(),
         };
         for entry in image_env {
             let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
-            env.set(name, Some(value.to_owned()));
+            env.set(name, EnvValue::Literal(value.to_owned()));
+        }
+        for (i, from) in c.env_from.iter().enumerate() {
+            let here = format!("{field}.envFrom[{i}]");
+            let (kind, key, r) = match (&from.config_map_ref, &from.secret_ref) {
+                (Some(r), None) => ("ConfigMap", "configMapRef", r),
+                (None, Some(r)) => ("Secret", "secretRef", r),
+                _ => {
+                    return Err(Error::Container {
+                        container: here,
+                        message: "needs exactly one of configMapRef and secretRef".into(),
+                    })
+                }
+            };
+            if from.prefix.contains('=') {
+                return Err(Error::Container {
+                    container: here,
+                    message: format!("invalid prefix {:?}", from.prefix),
+                });
+            }
+            match objects.keys(kind, &r.name) {
+                Some(keys) => {
+                    for k in keys.iter().filter(|k| !k.is_empty() && !k.contains('=')) {
+                        let name = format!("{}{k}", from.prefix);
+                        env.set(
+                            &name,
+                            EnvValue::Unknown {
+                                required: !r.optional,
+                            },
+                        );
+                        env.pod_names.push(name);
+                    }
+                }
+                None if !from.prefix.is_empty() => {
+                    env.patterns.push(EnvRule::re2(
+                        &format!("{}{ENV_FROM_NAME}=(?s:.*)", regex_escape(&from.prefix)),
+                        false,
+                    ));
+                }
+                None => {
+                    return Err(Error::Container {
+                        container: format!("{here}.{key}"),
+                        message: format!(
+                            "the {kind} {:?} is not in the YAML, so the variables it brings in are unknown: add the {kind} to the file, or give envFrom a prefix",
+                            r.name
+                        ),
+                    })
+                }
+            }
         }
         for (i, var) in c.env.iter().enumerate() {
             let here = format!("{field}.env[{i}]");
@@ -252,9 +321,9 @@ impl Env {
                 });
             }
             let value = match (&var.value, &var.value_from) {
-                (_, Some(_)) => None,
-                (Some(v), None) => Some(env.expand(v, &format!("{here}.value"))?),
-                (None, None) => Some(String::new()),
+                (_, Some(_)) => EnvValue::Unknown { required: true },
+                (Some(v), None) => EnvValue::Literal(env.expand(v, &format!("{here}.value"))?),
+                (None, None) => EnvValue::Literal(String::new()),
             };
             env.set(&var.name, value);
             env.pod_names.push(var.name.clone());
@@ -262,7 +331,7 @@ impl Env {
         Ok(env)
     }
 
-    fn set(&mut self, name: &str, value: Option<String>) {
+    fn set(&mut self, name: &str, value: EnvValue) {
         match self.vars.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = value,
             None => self.vars.push((name.to_owned(), value)),
@@ -288,11 +357,11 @@ impl Env {
                         let tail = inner.get(end.saturating_add(1)..).unwrap_or_default();
                         let defined = self.pod_names.iter().any(|n| n == name);
                         match self.vars.iter().find(|(n, _)| n == name) {
-                            Some((_, Some(v))) if defined => out.push_str(v),
-                            Some((_, None)) if defined => {
+                            Some((_, EnvValue::Literal(v))) if defined => out.push_str(v),
+                            Some((_, EnvValue::Unknown { .. })) if defined => {
                                 return Err(Error::Unsupported {
                                     fields: vec![format!(
-                                        "{field}: $({name}) refers to a valueFrom variable"
+                                        "{field}: $({name}) refers to a valueFrom or envFrom variable, set only at run time"
                                     )],
                                 })
                             }
@@ -318,16 +387,26 @@ impl Env {
         Ok(out)
     }
 
-    /// Literal variables as exact rules, `valueFrom` variables as `NAME=<anything>`; all
-    /// required, so the host can neither drop nor change them.
+    /// Literal variables as exact rules, run-time variables as name-anchored
+    /// `NAME=<anything>`; required (except those of optional `envFrom` sources), so the host
+    /// can neither drop nor change them. Then the `envFrom` prefix families.
     fn rules(&self) -> Vec<EnvRule> {
-        self.vars
+        let mut out: Vec<EnvRule> = self
+            .vars
             .iter()
             .map(|(name, value)| match value {
-                Some(v) => EnvRule::string(&format!("{name}={v}"), true),
-                None => EnvRule::re2(&format!("{}=(?s:.*)", regex_escape(name)), true),
+                EnvValue::Literal(v) => EnvRule::string(&format!("{name}={v}"), true),
+                EnvValue::Unknown { required } => {
+                    EnvRule::re2(&format!("{}=(?s:.*)", regex_escape(name)), *required)
+                }
             })
-            .collect()
+            .collect();
+        for p in &self.patterns {
+            if !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
     }
 }
 
@@ -391,9 +470,11 @@ fn capabilities(caps: Option<&crate::k8s::Capabilities>) -> Option<CapabilitySet
     })
 }
 
-/// Unconfined (or none): "". Localhost: SHA-256 of the profile file (the OCI `linux.seccomp`
-/// JSON) under `--seccomp-dir`. RuntimeDefault: refused, since the runtime's default profile
-/// is not known here.
+/// What ACI's confcom does: Unconfined (or none) → ""; Localhost → SHA-256 of the profile
+/// file (under `--seccomp-dir`) normalised to the OCI `linux.seccomp` JSON the runtime hands
+/// the guest ([`normalize_seccomp`]). RuntimeDefault is refused with an error, where confcom
+/// silently writes "": the runtime's default profile is not known here, and a policy that
+/// expects no profile would deny the container the runtime actually starts.
 fn seccomp_hash(
     profile: Option<&SeccompProfile>,
     options: &Options,
@@ -436,11 +517,153 @@ fn seccomp_hash(
             if bytes.len() as u64 > MAX_SECCOMP_BYTES {
                 return Err(err(format!("{} is too large", path.display())));
             }
-            Ok(hex::encode(Sha256::digest(&bytes)))
+            let normalized = normalize_seccomp(&bytes)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+            Ok(hex::encode(Sha256::digest(normalized.as_bytes())))
         }
+        "RuntimeDefault" => Err(err(
+            "RuntimeDefault cannot be honoured: the runtime's default profile is not known at generation time; use a Localhost profile (with --seccomp-dir) or Unconfined".into(),
+        )),
         other => Err(err(format!(
             "seccomp profile type {other:?} is not supported (Unconfined and Localhost are)"
         ))),
+    }
+}
+
+/// A seccomp profile (Docker/Kubernetes JSON) as the OCI `linux.seccomp` object, serialised
+/// the way ACI's confcom hashes it: only `defaultAction` (default ""), `defaultErrnoRet`,
+/// `architectures`, `flags`, `listenerPath`, `listenerMetadata` and `syscalls` (each with
+/// `names` (default []), `action` (default ""), `errnoRet`, `args` (each `index` (default 0),
+/// `value` (default 0), `valueTwo`, `op` (default ""))), in that order, compact, non-ASCII
+/// escaped.
+pub fn normalize_seccomp(bytes: &[u8]) -> Result<String, String> {
+    use serde_json::{Map, Value};
+    let profile: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON seccomp profile: {e}"))?;
+    let obj = profile
+        .as_object()
+        .ok_or("a seccomp profile must be a JSON object")?;
+    fn pick(obj: &Map<String, Value>, fields: &[(&str, Option<Value>)]) -> Vec<(String, Value)> {
+        fields
+            .iter()
+            .filter_map(|(k, default)| {
+                obj.get(*k)
+                    .cloned()
+                    .or_else(|| default.clone())
+                    .map(|v| ((*k).to_owned(), v))
+            })
+            .collect()
+    }
+    let mut top = pick(
+        obj,
+        &[
+            ("defaultAction", Some(Value::from(""))),
+            ("defaultErrnoRet", None),
+            ("architectures", None),
+            ("flags", None),
+            ("listenerPath", None),
+            ("listenerMetadata", None),
+            ("syscalls", None),
+        ],
+    );
+    for (key, value) in &mut top {
+        if key != "syscalls" {
+            continue;
+        }
+        let list = value.as_array().ok_or("syscalls must be a list")?;
+        let mut syscalls = Vec::with_capacity(list.len());
+        for s in list {
+            let s = s.as_object().ok_or("each syscall rule must be an object")?;
+            let mut fields = pick(
+                s,
+                &[
+                    ("names", Some(Value::Array(Vec::new()))),
+                    ("action", Some(Value::from(""))),
+                    ("errnoRet", None),
+                    ("args", None),
+                ],
+            );
+            for (k, v) in &mut fields {
+                if k != "args" {
+                    continue;
+                }
+                let args = v.as_array().ok_or("syscall args must be a list")?;
+                let mut out = Vec::with_capacity(args.len());
+                for a in args {
+                    let a = a.as_object().ok_or("each syscall arg must be an object")?;
+                    out.push(ordered(pick(
+                        a,
+                        &[
+                            ("index", Some(Value::from(0))),
+                            ("value", Some(Value::from(0))),
+                            ("valueTwo", None),
+                            ("op", Some(Value::from(""))),
+                        ],
+                    )));
+                }
+                *v = Value::Array(out);
+            }
+            syscalls.push(ordered(fields));
+        }
+        *value = Value::Array(syscalls);
+    }
+    let mut out = String::new();
+    write_ordered(&ordered(top), &mut out);
+    Ok(out)
+}
+
+/// An object whose keys keep the given order (serialised by [`write_ordered`]).
+fn ordered(fields: Vec<(String, serde_json::Value)>) -> serde_json::Value {
+    // Keys are prefixed with their position so the order survives serde_json's sorted map.
+    let mut map = serde_json::Map::new();
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        map.insert(format!("{i:04}\u{0}{k}"), v);
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Compact JSON like Python's `json.dumps(..., separators=(',', ':'))` (ASCII only).
+fn write_ordered(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let key = k.split_once('\u{0}').map_or(k.as_str(), |(_, k)| k);
+                write_ascii_json(&Value::from(key), out);
+                out.push(':');
+                write_ordered(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_ordered(v, out);
+            }
+            out.push(']');
+        }
+        leaf => write_ascii_json(leaf, out),
+    }
+}
+
+fn write_ascii_json(leaf: &serde_json::Value, out: &mut String) {
+    let text = leaf.to_string();
+    for ch in text.chars() {
+        if (ch as u32) < 0x7f {
+            out.push(ch);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
     }
 }
 
@@ -474,6 +697,10 @@ fn mounts(
             ("sandbox:///tmp/atlas/configmap/.+".to_owned(), true)
         } else if volume.secret.is_some() {
             ("sandbox:///tmp/atlas/secret/.+".to_owned(), true)
+        } else if volume.projected.is_some() {
+            ("sandbox:///tmp/atlas/projected/.+".to_owned(), true)
+        } else if volume.downward_api.is_some() {
+            ("sandbox:///tmp/atlas/downwardapi/.+".to_owned(), true)
         } else if let Some(hp) = &volume.host_path {
             if !options.allow_host_path {
                 return Err(Error::HostPath {
@@ -488,7 +715,7 @@ fn mounts(
         } else {
             return Err(Error::Unsupported {
                 fields: vec![format!(
-                    "volume {:?} (mounted at {here}): only emptyDir, configMap, secret and hostPath are supported",
+                    "volume {:?} (mounted at {here}): only emptyDir, configMap, secret, projected, downwardAPI and hostPath are supported",
                     volume.name
                 )],
             });

@@ -16,8 +16,8 @@ use crate::Error;
 pub const MAX_DB_BYTES: u64 = 1024 * 1024;
 
 /// One file's state as seen so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum FileState {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum FileState {
     Unknown,
     Absent,
     Present(String),
@@ -33,27 +33,14 @@ pub struct UserDb {
 }
 
 impl UserDb {
-    /// Reads both files from `image`'s layers.
+    /// Reads both files from `image`'s layers, top layer first, reading only as many layers as
+    /// it takes to decide both.
     pub fn read(image: &Image, reference: &str) -> Result<Self, Error> {
-        let mut passwd = FileState::Unknown;
-        let mut group = FileState::Unknown;
-        for index in (0..image.layers.len()).rev() {
-            if passwd != FileState::Unknown && group != FileState::Unknown {
-                break;
-            }
-            let (p, g) = scan_layer(image, index, reference)?;
-            if passwd == FileState::Unknown {
-                passwd = p;
-            }
-            if group == FileState::Unknown {
-                group = g;
-            }
-        }
-        let text = |s: FileState| match s {
-            FileState::Present(t) => t,
-            _ => String::new(),
-        };
-        Ok(Self::parse(&text(passwd), &text(group)))
+        combine(
+            (0..image.layers.len())
+                .rev()
+                .map(|index| scan_layer(image, index, reference)),
+        )
     }
 
     /// Parses passwd and group text; malformed lines are skipped.
@@ -193,79 +180,126 @@ pub fn resolve(
     })
 }
 
-/// Reads one layer to the end, keeping the state of `etc/passwd` and `etc/group` it decides.
-fn scan_layer(
-    image: &Image,
-    index: usize,
-    reference: &str,
-) -> Result<(FileState, FileState), Error> {
+/// What one layer says about `/etc/passwd` and `/etc/group` (an opaque `etc` already folded
+/// in: files the layer does not hold are then absent).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerEtc {
+    pub(crate) passwd: FileState,
+    pub(crate) group: FileState,
+}
+
+/// Combines per-layer states, top layer first, into the image's databases. `layers` yields
+/// `(index, state)` from the top down and is consumed only until both files are decided.
+pub(crate) fn combine<I>(layers: I) -> Result<UserDb, Error>
+where
+    I: IntoIterator<Item = Result<LayerEtc, Error>>,
+{
+    let mut passwd = FileState::Unknown;
+    let mut group = FileState::Unknown;
+    for etc in layers {
+        if passwd != FileState::Unknown && group != FileState::Unknown {
+            break;
+        }
+        let etc = etc?;
+        if passwd == FileState::Unknown {
+            passwd = etc.passwd;
+        }
+        if group == FileState::Unknown {
+            group = etc.group;
+        }
+    }
+    let text = |s: FileState| match s {
+        FileState::Present(t) => t,
+        _ => String::new(),
+    };
+    Ok(UserDb::parse(&text(passwd), &text(group)))
+}
+
+/// Reads layer `index` of `image` to the end (verified by [`charter_image::LayerReader::finish`]
+/// before anything it holds is used) and returns what it says about the two files.
+pub(crate) fn scan_layer(image: &Image, index: usize, reference: &str) -> Result<LayerEtc, Error> {
     let layer_err = |source: charter_image::Error| Error::Image {
         image: reference.to_owned(),
         source: Box::new(source),
     };
-    let tar_err = |e: std::io::Error| Error::Layer {
-        image: reference.to_owned(),
-        index,
-        message: e.to_string(),
-    };
     let mut reader = image.open_layer(index).map_err(layer_err)?;
+    let etc = scan_tar(&mut reader).map_err(|e| e.into_error(reference, index))?;
+    reader.finish().map_err(layer_err)?;
+    Ok(etc)
+}
+
+/// Why a tar stream could not be scanned (turned into an [`Error`] by the caller, who knows
+/// the image and layer).
+#[derive(Debug)]
+pub(crate) enum ScanError {
+    Io(std::io::Error),
+    TooLarge(String),
+}
+
+impl ScanError {
+    pub(crate) fn into_error(self, reference: &str, index: usize) -> Error {
+        Error::Layer {
+            image: reference.to_owned(),
+            index,
+            message: match self {
+                Self::Io(e) => e.to_string(),
+                Self::TooLarge(path) => format!("/{path} is larger than {MAX_DB_BYTES} bytes"),
+            },
+        }
+    }
+}
+
+/// Reads a layer tar stream to its end, keeping the state of `etc/passwd` and `etc/group` it
+/// decides. The caller verifies the stream's digests before using the result.
+pub(crate) fn scan_tar<R: Read>(reader: R) -> Result<LayerEtc, ScanError> {
     let mut passwd = FileState::Unknown;
     let mut group = FileState::Unknown;
     let mut opaque_etc = false;
-    {
-        let mut archive = tar::Archive::new(&mut reader);
-        for entry in archive.entries().map_err(tar_err)? {
-            let mut entry = entry.map_err(tar_err)?;
-            let path = entry.path().map_err(tar_err)?.into_owned();
-            let path = path.to_string_lossy();
-            let path = path.trim_start_matches("./").trim_start_matches('/');
-            let path = path.trim_end_matches('/');
-            let slot = match path {
-                "etc/passwd" => Some(&mut passwd),
-                "etc/group" => Some(&mut group),
-                "etc/.wh.passwd" => {
-                    passwd = FileState::Absent;
-                    None
-                }
-                "etc/.wh.group" => {
-                    group = FileState::Absent;
-                    None
-                }
-                "etc/.wh..wh..opq" => {
-                    opaque_etc = true;
-                    None
-                }
-                ".wh.etc" => {
-                    passwd = FileState::Absent;
-                    group = FileState::Absent;
-                    None
-                }
-                _ => None,
-            };
-            let Some(slot) = slot else { continue };
-            let kind = entry.header().entry_type();
-            if !kind.is_file() {
-                *slot = FileState::Absent;
-                continue;
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(ScanError::Io)? {
+        let mut entry = entry.map_err(ScanError::Io)?;
+        let path = entry.path().map_err(ScanError::Io)?.into_owned();
+        let path = path.to_string_lossy();
+        let path = path.trim_start_matches("./").trim_start_matches('/');
+        let path = path.trim_end_matches('/');
+        let slot = match path {
+            "etc/passwd" => Some(&mut passwd),
+            "etc/group" => Some(&mut group),
+            "etc/.wh.passwd" => {
+                passwd = FileState::Absent;
+                None
             }
-            let mut text = String::new();
-            let mut limited = (&mut entry).take(MAX_DB_BYTES.saturating_add(1));
-            let mut bytes = Vec::new();
-            limited.read_to_end(&mut bytes).map_err(tar_err)?;
-            if bytes.len() as u64 > MAX_DB_BYTES {
-                return Err(Error::Layer {
-                    image: reference.to_owned(),
-                    index,
-                    message: format!("/{path} is larger than {MAX_DB_BYTES} bytes"),
-                });
+            "etc/.wh.group" => {
+                group = FileState::Absent;
+                None
             }
-            text.push_str(&String::from_utf8_lossy(&bytes));
-            *slot = FileState::Present(text);
+            "etc/.wh..wh..opq" => {
+                opaque_etc = true;
+                None
+            }
+            ".wh.etc" => {
+                passwd = FileState::Absent;
+                group = FileState::Absent;
+                None
+            }
+            _ => None,
+        };
+        let Some(slot) = slot else { continue };
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            *slot = FileState::Absent;
+            continue;
         }
-        // Drain whatever follows the archive's end marker so the digests cover the whole blob.
-        std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(tar_err)?;
+        let mut limited = (&mut entry).take(MAX_DB_BYTES.saturating_add(1));
+        let mut bytes = Vec::new();
+        limited.read_to_end(&mut bytes).map_err(ScanError::Io)?;
+        if bytes.len() as u64 > MAX_DB_BYTES {
+            return Err(ScanError::TooLarge(path.to_owned()));
+        }
+        *slot = FileState::Present(String::from_utf8_lossy(&bytes).into_owned());
     }
-    reader.finish().map_err(layer_err)?;
+    // Drain whatever follows the archive's end marker so the digests cover the whole blob.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(ScanError::Io)?;
     if opaque_etc {
         // The layer's own etc is all there is: files it does not hold do not exist.
         for state in [&mut passwd, &mut group] {
@@ -274,7 +308,7 @@ fn scan_layer(
             }
         }
     }
-    Ok((passwd, group))
+    Ok(LayerEtc { passwd, group })
 }
 
 #[cfg(test)]

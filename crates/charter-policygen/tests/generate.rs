@@ -90,7 +90,7 @@ fn every_workload_kind_yields_its_pod_template() {
 #[test]
 fn unsupported_fields_are_named_or_ignored_on_request() {
     let yaml = pod(
-        "    envFrom: [{configMapRef: {name: x}}]\n    securityContext: {seLinuxOptions: {level: s0}}\n    volumeMounts: [{name: v, mountPath: /v, subPathExpr: x}]\n  hostNetwork: true\n  volumes: [{name: v, emptyDir: {}}]\n",
+        "    volumeDevices: [{name: x, devicePath: /dev/x}]\n    securityContext: {seLinuxOptions: {level: s0}}\n    volumeMounts: [{name: v, mountPath: /v, subPathExpr: x}]\n  hostNetwork: true\n  volumes: [{name: v, emptyDir: {}}]\n",
     );
     let none = LocalImages::default();
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +101,7 @@ fn unsupported_fields_are_named_or_ignored_on_request() {
     assert_eq!(
         fields,
         &[
-            "spec.containers[0].envFrom",
+            "spec.containers[0].volumeDevices",
             "spec.containers[0].securityContext.seLinuxOptions",
             "spec.containers[0].volumeMounts[0].subPathExpr",
             "spec.hostNetwork: true",
@@ -322,4 +322,226 @@ fn ignored_volume_kinds_get_no_mount_rule() {
     );
     let c = &g.document.containers[0];
     assert!(c.mounts.iter().all(|m| m.destination != "/p"));
+}
+
+#[test]
+fn env_from_gives_name_anchored_rules_or_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::app_image(dir.path());
+    let imgs = images(&layout);
+    let objects = "---\nkind: ConfigMap\nmetadata: {name: cm}\ndata: {A: x, B: y}\n\
+                   ---\nkind: Secret\nmetadata: {name: sec}\ndata: {K2: eA==}\nstringData: {TOKEN: t}\n";
+    let yaml = format!(
+        "{}{objects}",
+        pod(concat!(
+            "    envFrom:\n",
+            "    - configMapRef: {name: cm}\n",
+            "    - {secretRef: {name: sec, optional: true}, prefix: S_}\n",
+            "    - {configMapRef: {name: elsewhere}, prefix: EXT.}\n",
+            "    env: [{name: A, value: override}]\n",
+        ))
+    );
+    let g = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap();
+    let rules = &g.document.containers[0].env_rules;
+    assert_eq!(
+        rules[..6],
+        [
+            EnvRule::string("PATH=/bin:/usr/bin", true),
+            EnvRule::string("A=override", true),
+            EnvRule::re2("B=(?s:.*)", true),
+            EnvRule::re2("S_K2=(?s:.*)", false),
+            EnvRule::re2("S_TOKEN=(?s:.*)", false),
+            EnvRule::re2("EXT\\.[A-Za-z0-9_.-]+=(?s:.*)", false),
+        ]
+    );
+    // Checked by the enforcer: the families allow their names only.
+    let mut e = charter_policy::Enforcer::new(g.rego.as_bytes()).unwrap();
+    let hash = g.document.containers[0].layers.clone();
+    let mut paths = Vec::new();
+    for (i, h) in hash.iter().enumerate() {
+        let r = charter_policy::Request::from_rule_input(
+            "mount_device",
+            serde_json::json!({"target": format!("/run/layers/l{i}"), "deviceHash": h}),
+        )
+        .unwrap();
+        e.check(&r).unwrap().commit().unwrap();
+        paths.insert(0, format!("/run/layers/l{i}"));
+    }
+    let r = charter_policy::Request::from_rule_input(
+        "mount_overlay",
+        serde_json::json!({"containerID": "c", "layerPaths": paths, "target": "/run/gcs/c/c/rootfs"}),
+    )
+    .unwrap();
+    e.check(&r).unwrap().commit().unwrap();
+    let create = |env: &[&str]| {
+        charter_policy::Request::from_rule_input(
+            "create_container",
+            serde_json::json!({"containerID": "c", "argList": ["/usr/bin/busybox", "sleep"],
+                "envList": env, "workingDir": "/", "mounts": [],
+                "user": {"uid": {"id": "0", "name": "root"}, "groups": [{"id": "0", "name": "root"}], "umask": "0022"},
+                "capabilities": {"bounding": charter_policy::DEFAULT_CAPABILITIES, "effective": charter_policy::DEFAULT_CAPABILITIES,
+                    "permitted": charter_policy::DEFAULT_CAPABILITIES, "ambient": [], "inheritable": []}}),
+        )
+        .unwrap()
+    };
+    let base = ["PATH=/bin:/usr/bin", "A=override", "B=anything"];
+    assert!(e
+        .check(&create(&[&base[..], &["LD_PRELOAD=/x.so"]].concat()))
+        .is_err());
+    assert!(e.check(&create(&base[..2])).is_err(), "B is required");
+    assert!(e
+        .check(&create(
+            &[&base[..], &["EXT.url=http://x", "S_TOKEN=t"]].concat()
+        ))
+        .is_ok());
+
+    // A source that is not in the file and has no prefix: unbounded names, refused.
+    let yaml = pod("    envFrom: [{configMapRef: {name: elsewhere}}]\n");
+    let err = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.containers[0].envFrom[0].configMapRef: the ConfigMap \"elsewhere\" is not in the YAML, so the variables it brings in are unknown: add the ConfigMap to the file, or give envFrom a prefix"
+    );
+    let yaml = format!(
+        "{}{objects}",
+        pod("    envFrom: [{configMapRef: {name: cm}}]\n    args: [\"$(A)\"]\n")
+    );
+    let err = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("$(A) refers to a valueFrom or envFrom"),
+        "{err}"
+    );
+    let yaml = pod("    envFrom: [{configMapRef: {name: cm}, bogus: 1}]\n");
+    let err = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.containers[0].envFrom[0].bogus is not supported"
+    );
+}
+
+#[test]
+fn projected_and_downward_api_volumes_are_read_only_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::app_image(dir.path());
+    let imgs = images(&layout);
+    let yaml = pod(concat!(
+        "    volumeMounts: [{name: p, mountPath: /var/run/p}, {name: d, mountPath: /etc/podinfo}]\n",
+        "  volumes:\n",
+        "  - name: p\n",
+        "    projected:\n",
+        "      defaultMode: 0444\n",
+        "      sources: [{serviceAccountToken: {path: token, expirationSeconds: 3600}}, {configMap: {name: c}}]\n",
+        "  - {name: d, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}\n",
+    ));
+    let g = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap();
+    let m = &g.document.containers[0].mounts;
+    assert_eq!(m[0].destination, "/var/run/p");
+    assert_eq!(m[0].source, "sandbox:///tmp/atlas/projected/.+");
+    assert_eq!(m[0].options, ["rbind", "rshared", "ro"]);
+    assert_eq!(m[1].source, "sandbox:///tmp/atlas/downwardapi/.+");
+    assert_eq!(m[1].options, ["rbind", "rshared", "ro"]);
+}
+
+#[test]
+fn seccomp_profiles_are_hashed_as_confcom_does() {
+    // Expected strings from confcom's process_seccomp_policy + json.dumps(separators=(',', ':')).
+    let src = r#"{"syscalls": [{"comment": "x", "action": "SCMP_ACT_ALLOW", "names": ["read", "write"]}, {"args": [{"op": "SCMP_CMP_EQ", "value": 2080505856, "valueTwo": 0, "index": 0, "extra": 1}], "names": ["clone"], "action": "SCMP_ACT_ALLOW"}, {"errnoRet": 1, "action": "SCMP_ACT_ERRNO"}], "architectures": ["SCMP_ARCH_X86_64"], "defaultErrnoRet": 38, "archMap": [1], "note": "caf\u00e9"}"#;
+    let want = r#"{"defaultAction":"","defaultErrnoRet":38,"architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"},{"names":["clone"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2080505856,"valueTwo":0,"op":"SCMP_CMP_EQ"}]},{"names":[],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#;
+    let got = charter_policygen::pod::normalize_seccomp(src.as_bytes()).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(
+        charter_policygen::digest_hex(got.as_bytes()),
+        "0b144fb1b5f5323dfa95511f13e624792c469642df3cf7fd395d278447aa45e7"
+    );
+    let src = "{\"listenerMetadata\":\"caf\u{e9}\u{7f}\",\"flags\":[\"SECCOMP_FILTER_FLAG_LOG\"],\"defaultAction\":\"SCMP_ACT_ERRNO\"}";
+    assert_eq!(
+        charter_policygen::pod::normalize_seccomp(src.as_bytes()).unwrap(),
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","flags":["SECCOMP_FILTER_FLAG_LOG"],"listenerMetadata":"caf\u00e9\u007f"}"#
+    );
+    for bad in [
+        "",
+        "[]",
+        "{\"syscalls\": 1}",
+        "{\"syscalls\": [{\"args\": [1]}]}",
+    ] {
+        assert!(
+            charter_policygen::pod::normalize_seccomp(bad.as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_warm_run_reads_no_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::app_image(dir.path());
+    let imgs = images(&layout);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = charter_image::Cache::open(cache_dir.path()).unwrap();
+    let yaml = pod("    securityContext: {runAsUser: 1000}\n");
+    let gen = || {
+        let measuring = Measuring {
+            cache: Some(&cache),
+            scratch_dir: dir.path(),
+            threads: NonZeroUsize::new(2).unwrap(),
+            observer: &(),
+        };
+        generate(&yaml, &imgs, &Options::default(), &measuring)
+    };
+    let cold = gen().unwrap();
+    assert!(cold.images[0].layers.iter().all(|l| !l.cached));
+    let groups = |g: &Generated| -> Vec<String> {
+        g.document.containers[0]
+            .user
+            .as_ref()
+            .unwrap()
+            .group_idnames
+            .iter()
+            .map(|r| r.pattern.clone())
+            .collect()
+    };
+    assert_eq!(groups(&cold), ["44", "1001"]);
+    // Without the cache the same policy, in one pass per layer.
+    let uncached = run(dir.path(), &imgs, &yaml, &Options::default()).unwrap();
+    assert_eq!(uncached.rego, cold.rego);
+
+    // The layer blobs gone: a warm run still succeeds, with the same bytes.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_path = layout
+        .join("blobs/sha256")
+        .join(&index["manifests"][0]["digest"].as_str().unwrap()[7..]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let blobs: Vec<_> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            layout
+                .join("blobs/sha256")
+                .join(&l["digest"].as_str().unwrap()[7..])
+        })
+        .collect();
+    let saved: Vec<Vec<u8>> = blobs.iter().map(|b| std::fs::read(b).unwrap()).collect();
+    for b in &blobs {
+        std::fs::remove_file(b).unwrap();
+    }
+    let warm = gen().unwrap();
+    assert!(warm.images[0].layers.iter().all(|l| l.cached));
+    assert_eq!(warm.rego, cold.rego);
+
+    // Root hashes cached but no /etc entries (a cache filled by `charter image measure`): the
+    // layers are read top first until both files are found, and that is cached in turn.
+    std::fs::remove_dir_all(cache_dir.path().join("policygen")).unwrap();
+    assert!(gen().is_err(), "needs the layers again");
+    for (b, bytes) in blobs.iter().zip(&saved) {
+        std::fs::write(b, bytes).unwrap();
+    }
+    assert_eq!(gen().unwrap().rego, cold.rego);
+    for b in &blobs {
+        std::fs::remove_file(b).unwrap();
+    }
+    assert_eq!(gen().unwrap().rego, cold.rego);
 }

@@ -91,6 +91,13 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     for spec in &args.images {
         images.add_mapping(spec)?;
     }
+    if let (Some(a), Some(o)) = (&args.annotate, &args.output) {
+        anyhow::ensure!(
+            a != o,
+            "--annotate and --output name the same file {}",
+            a.display()
+        );
+    }
     let yaml = std::fs::read_to_string(&args.pod)
         .with_context(|| format!("reading {}", args.pod.display()))?;
     let settings = match &args.settings {
@@ -133,13 +140,23 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
 
-    if let Some(path) = &args.annotate {
-        let annotated = charter_policygen::annotate(&yaml, &generated.template, &generated.rego)?;
-        charter_policygen::write_atomically(path, annotated.as_bytes())?;
+    // Both outputs or neither: the annotated YAML is made before anything is written.
+    let annotated = match &args.annotate {
+        Some(_) => Some(charter_policygen::annotate(
+            &yaml,
+            &generated.template,
+            &generated.rego,
+        )?),
+        None => None,
+    };
+    let mut files: Vec<(&std::path::Path, &[u8])> = Vec::new();
+    if let (Some(path), Some(text)) = (&args.annotate, &annotated) {
+        files.push((path.as_path(), text.as_bytes()));
     }
     if let Some(path) = &args.output {
-        charter_policygen::write_atomically(path, generated.rego.as_bytes())?;
+        files.push((path.as_path(), generated.rego.as_bytes()));
     }
+    charter_policygen::write_all_atomically(&files)?;
     if args.common.json {
         output::line(serde_json::to_string_pretty(&generated.summary())?)?;
     } else if args.output.is_none() && args.annotate.is_none() {
