@@ -44,6 +44,9 @@ enum Command {
     Stop(commands::run::StopArgs),
     /// The end-to-end demo: build an image, generate its policy, run it attested, tamper.
     Demo(commands::demo::DemoArgs),
+    /// Seal data for attested pods.
+    #[command(subcommand)]
+    Data(commands::data::DataCmd),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => commands::run::exec(args),
         Command::Stop(args) => commands::run::stop(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Data(cmd) => commands::data::run(cmd),
     };
     match result {
         Ok(code) => code,

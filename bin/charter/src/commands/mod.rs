@@ -1,6 +1,7 @@
 //! One module per subcommand family, plus the options and progress display they share.
 
 pub mod attest;
+pub mod data;
 pub mod demo;
 mod demo_image;
 pub mod generate;
