@@ -6,61 +6,35 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 const REF: &str = "registry.example/app:1";
 
 fn charter() -> Command {
     Command::new(env!("CARGO_BIN_EXE_charter"))
 }
 
-fn header(size: usize, kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size as u64);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_entry_type(kind);
-    h
-}
-
 /// One layer: busybox, /bin/sh, and an /etc/passwd with user `app` (1000:1001).
 fn image(dir: &Path) -> PathBuf {
-    let busybox = std::fs::read("/usr/bin/busybox").expect("busybox-static at /usr/bin/busybox");
-    let mut b = tar::Builder::new(Vec::new());
-    let passwd = b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n";
-    for d in ["bin/", "etc/", "usr/", "usr/bin/"] {
-        b.append_data(&mut header(0, tar::EntryType::Directory, 0o755), d, &[][..])
-            .unwrap();
-    }
-    b.append_data(
-        &mut header(busybox.len(), tar::EntryType::Regular, 0o755),
+    let layer = common::busybox(
+        &["bin/", "etc/", "usr/", "usr/bin/"],
         "usr/bin/busybox",
-        &busybox[..],
+        &[("bin/sh", "/usr/bin/busybox")],
     )
-    .unwrap();
-    b.append_link(
-        &mut header(0, tar::EntryType::Symlink, 0o777),
-        "bin/sh",
-        "/usr/bin/busybox",
-    )
-    .unwrap();
-    b.append_data(
-        &mut header(passwd.len(), tar::EntryType::Regular, 0o644),
+    .file(
         "etc/passwd",
-        &passwd[..],
+        b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n",
+        0o644,
     )
-    .unwrap();
-    let layer = dir.join("layer.tar");
-    std::fs::write(&layer, b.into_inner().unwrap()).unwrap();
+    .finish();
     let out = dir.join("layout");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkimage.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .arg(&out)
-        .arg("app")
-        .arg(format!("{}:zstd", layer.display()))
-        .args(["--entrypoint", "/usr/bin/busybox", "sleep", "3600"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{st:?}");
+    common::mkimage(
+        &out,
+        "app",
+        &[layer],
+        "zstd",
+        &["/usr/bin/busybox", "sleep", "3600"],
+    );
     out
 }
 

@@ -19,6 +19,8 @@ use charter_policy::request::{
 use charter_policy::Request;
 use serde_json::Value;
 
+mod common;
+
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n";
 const GROUP: &str = "root:x:0:\napp:x:1001:\nvideo:x:44:app\n";
 /// bcrypt of `s3cret` (cost 4), for the htpasswd registry.
@@ -168,63 +170,27 @@ impl Drop for Registry {
 // ------------------------------------------------------------------------------------------
 // Images.
 
-fn header(size: usize, kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size as u64);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_entry_type(kind);
-    h
-}
-
 fn base_layer() -> Vec<u8> {
-    let busybox = fs::read("/usr/bin/busybox").unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    for d in ["bin/", "etc/", "tmp/", "usr/", "usr/bin/"] {
-        b.append_data(&mut header(0, tar::EntryType::Directory, 0o755), d, &[][..])
-            .unwrap();
-    }
-    b.append_data(
-        &mut header(busybox.len(), tar::EntryType::Regular, 0o755),
+    common::busybox(
+        &["bin/", "etc/", "tmp/", "usr/", "usr/bin/"],
         "usr/bin/busybox",
-        &busybox[..],
+        &[("bin/sh", "/usr/bin/busybox")],
     )
-    .unwrap();
-    b.append_link(
-        &mut header(0, tar::EntryType::Symlink, 0o777),
-        "bin/sh",
-        "/usr/bin/busybox",
-    )
-    .unwrap();
-    b.into_inner().unwrap()
+    .finish()
 }
 
 fn files_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        b.append_data(
-            &mut header(data.len(), tar::EntryType::Regular, 0o644),
-            path,
-            *data,
-        )
-        .unwrap();
-    }
-    b.into_inner().unwrap()
+    files
+        .iter()
+        .fold(common::Tar::new(), |t, (path, data)| {
+            t.file(path, data, 0o644)
+        })
+        .finish()
 }
 
 /// Adds image `tag` to the OCI layout `out` (gzip layers, base first).
 fn mkimage(out: &Path, tag: &str, layers: &[Vec<u8>], entrypoint: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkimage.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script).arg(out).arg(tag);
-    let dir = out.parent().unwrap();
-    for (i, layer) in layers.iter().enumerate() {
-        let p = dir.join(format!("{tag}-layer{i}.tar"));
-        fs::write(&p, layer).unwrap();
-        cmd.arg(format!("{}:gzip", p.display()));
-    }
-    let o = cmd.arg("--entrypoint").args(entrypoint).output().unwrap();
-    assert!(o.status.success(), "mkimage: {}", stderr(&o));
+    common::mkimage(out, tag, layers, "gzip", entrypoint);
 }
 
 /// The `app` image (busybox + /etc/passwd and /etc/group; Entrypoint `busybox sleep`) and the

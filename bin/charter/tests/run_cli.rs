@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const REF: &str = "registry.example/e2e:1";
 
 fn charter() -> Command {
@@ -21,63 +23,22 @@ fn charter() -> Command {
     c
 }
 
-fn header(size: usize, kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(size as u64);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_entry_type(kind);
-    h
-}
-
 fn image(dir: &Path) -> PathBuf {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static at /bin/busybox");
-    let mut b = tar::Builder::new(Vec::new());
-    for d in ["bin/", "etc/", "tmp/"] {
-        b.append_data(&mut header(0, tar::EntryType::Directory, 0o755), d, &[][..])
-            .unwrap();
-    }
-    b.append_data(
-        &mut header(busybox.len(), tar::EntryType::Regular, 0o755),
-        "bin/busybox",
-        &busybox[..],
-    )
-    .unwrap();
-    for a in ["sh", "echo", "sleep", "id", "cat", "true"] {
-        b.append_link(
-            &mut header(0, tar::EntryType::Symlink, 0o777),
-            format!("bin/{a}"),
-            "busybox",
-        )
-        .unwrap();
-    }
-    for (p, text) in [
-        (
+    let links: Vec<(String, &str)> = ["sh", "echo", "sleep", "id", "cat", "true"]
+        .iter()
+        .map(|a| (format!("bin/{a}"), "busybox"))
+        .collect();
+    let links: Vec<(&str, &str)> = links.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    let layer = common::busybox(&["bin/", "etc/", "tmp/"], "bin/busybox", &links)
+        .file(
             "etc/passwd",
-            &b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n"[..],
-        ),
-        ("etc/group", &b"root:x:0:\napp:x:1000:\n"[..]),
-    ] {
-        b.append_data(
-            &mut header(text.len(), tar::EntryType::Regular, 0o644),
-            p,
-            text,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n",
+            0o644,
         )
-        .unwrap();
-    }
-    let layer = dir.join("layer.tar");
-    std::fs::write(&layer, b.into_inner().unwrap()).unwrap();
+        .file("etc/group", b"root:x:0:\napp:x:1000:\n", 0o644)
+        .finish();
     let out = dir.join("layout");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mkimage.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .arg(&out)
-        .arg("e2e")
-        .arg(format!("{}:gzip", layer.display()))
-        .args(["--entrypoint", "/bin/sh"])
-        .output()
-        .unwrap();
-    assert!(st.status.success(), "{st:?}");
+    common::mkimage(&out, "e2e", &[layer], "gzip", &["/bin/sh"]);
     out
 }
 
