@@ -6,6 +6,7 @@ charter_missing_debs() {
     veritysetup:cryptsetup-bin mkfs.erofs:erofs-utils fsck.erofs:erofs-utils
     busybox:busybox-static skopeo:skopeo umoci:umoci runc:runc
     docker-registry:docker-registry zstd:zstd openssl:openssl
+    qemu-system-x86_64:qemu-system-x86
   )
   local missing=() pair
   for pair in "${want[@]}"; do
@@ -14,6 +15,10 @@ charter_missing_debs() {
   # busybox must be the static build: tests copy it into images that have no libc.
   if command -v busybox >/dev/null 2>&1 && ldd "$(command -v busybox)" >/dev/null 2>&1; then
     missing+=(busybox-static)
+  fi
+  # The qemu launcher's utility VM boots the Debian cloud kernel (and its modules).
+  if ! compgen -G '/boot/vmlinuz-*-cloud-amd64' >/dev/null; then
+    missing+=(linux-image-cloud-amd64)
   fi
   printf '%s\n' "${missing[@]}" | sort -u | grep -v '^$' || true
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use charter_agent_api::{paths, AgentError, ErrorKind, Reply, Request, StdioStream};
-use charter_mount::VerifiedLayer;
+use charter_mount::AttachedLayer;
 use charter_policy::request::{MountDevice, MountOverlay, NoInput, ScratchMount, Unmount};
 use charter_policy::{Allowed, Enforcer, Request as PolicyRequest};
 
@@ -23,7 +23,7 @@ const SCRATCH_BYTES: u64 = 1 << 30;
 
 pub(crate) struct Guest {
     pub config: Config,
-    layers: BTreeMap<String, VerifiedLayer>,
+    layers: BTreeMap<String, AttachedLayer>,
     scratch: BTreeMap<String, PathBuf>,
     /// overlay target -> container id
     overlays: BTreeMap<String, String>,
@@ -187,7 +187,7 @@ impl Guest {
             )
         })?;
         std::fs::create_dir_all(target).map_err(|e| failed(format!("{target}: {e}")))?;
-        let layer = VerifiedLayer::attach(source, &root).map_err(|e| {
+        let layer = AttachedLayer::attach(source, &root).map_err(|e| {
             let kind = if e.is_rejected_image() {
                 ErrorKind::Integrity
             } else {

@@ -14,6 +14,7 @@
 mod agent;
 mod containers;
 mod guest;
+mod init;
 mod server;
 mod streams;
 mod sys;
@@ -82,7 +83,11 @@ fn tee(spec: &str) -> Result<Box<dyn TeeProvider + Send + Sync>, String> {
 }
 
 fn run() -> Result<(), String> {
-    let mut args = parse_args()?;
+    run_with(parse_args()?)
+}
+
+/// Runs the agent with `args` (also the end of the PID 1 mode, see `init`).
+fn run_with(mut args: Args) -> Result<(), String> {
     if let Some(root) = &args.sandbox_root {
         sys::enter_sandbox_root(root, &args.host_dir)?;
         args.host_dir = PathBuf::from("/host");
@@ -106,6 +111,9 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    if init::requested() {
+        return init::main();
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

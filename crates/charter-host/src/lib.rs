@@ -7,6 +7,7 @@
 
 mod layers;
 mod pod;
+mod qemu;
 mod sandbox;
 
 use std::os::unix::net::UnixStream;
@@ -16,6 +17,9 @@ pub use charter_agent_api::Client;
 pub use layers::{materialize_image, LayerFile};
 pub use pod::{
     plan_pod, pump_stdio, standard_mounts, start_pod, ContainerPlan, PodPlan, RunningPod,
+};
+pub use qemu::{
+    image_measurement, Accel, LayerDisk, QemuLauncher, QemuUvm, SnpConfig, INSECURE_TEE_PARAM,
 };
 pub use sandbox::{SandboxLauncher, SandboxUvm};
 

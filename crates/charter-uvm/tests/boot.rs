@@ -1,0 +1,365 @@
+//! The real utility VM: QEMU (TCG) boots the Debian cloud kernel with the initramfs this crate
+//! builds, `charter-agent` runs as PID 1, takes the policy (checked against HOST_DATA from the
+//! INSECURE simulated SNP over its own virtio-serial port), puts the layer disks under the
+//! kernel's dm-verity with the policy's root hashes, and runs a container that reads a file
+//! from a layer. With one byte of that file flipped on the layer disk, the same read fails
+//! with an I/O error from dm-verity.
+//!
+//! Needs: `qemu-system-x86`, `linux-image-cloud-amd64`, `runc`, `busybox-static`
+//! (`scripts/deps.sh`), and a static `charter-agent` (`$CHARTER_UVM_AGENT`, else built here
+//! with `RUSTFLAGS=-C target-feature=+crt-static` into `$CHARTER_UVM_TARGET_DIR` or
+//! `target/uvm-static`).
+
+use std::io::Cursor;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use charter_agent_api::{
+    paths, Capabilities, CreateContainer, Reply, Request, StdioStream, UserSpec,
+};
+use charter_host::{LaunchConfig, LayerDisk, QemuLauncher, QemuUvm, Uvm};
+use charter_policy::model::{Container, EnvRule, PolicyDocument};
+use charter_uvm::{UvmImage, UvmInputs};
+use sha2::{Digest, Sha256};
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const READ_CMD: [&str; 3] = ["/bin/sh", "-c", "cat /app/marker.txt | wc -c; echo done"];
+/// 16 KiB: the file gets whole data blocks of its own.
+const MARKER_LEN: usize = 16 * 1024;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The static agent: `$CHARTER_UVM_AGENT`, else built with cargo.
+fn static_agent() -> PathBuf {
+    if let Some(p) = std::env::var_os("CHARTER_UVM_AGENT").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CHARTER_UVM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/uvm-static"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace())
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "charter-agent",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the static agent failed");
+    eprintln!("static agent built in {:?}", started.elapsed());
+    target.join("x86_64-unknown-linux-gnu/release/charter-agent")
+}
+
+fn tar_of(files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for (p, _, _) in files {
+        let mut cur = PathBuf::new();
+        for c in Path::new(p).parent().unwrap().components() {
+            cur.push(c);
+            dirs.insert(cur.clone());
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for (p, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(*mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, p, Cursor::new(data)).unwrap();
+    }
+    for (p, target) in links {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_mtime(0);
+        b.append_link(&mut h, p, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+struct Layer {
+    file: PathBuf,
+    root_hash: String,
+}
+
+fn build_layer(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
+    let file = dir.join(format!("{name}.img"));
+    let out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .unwrap();
+    let built =
+        charter_image::build_layer_image(Cursor::new(tar), &out, NonZeroUsize::MIN, name).unwrap();
+    Layer {
+        file,
+        root_hash: built.root_hash.to_string(),
+    }
+}
+
+fn marker() -> Vec<u8> {
+    (0..MARKER_LEN)
+        .map(|i| b"charter-verified-marker-"[i % 24])
+        .collect()
+}
+
+fn layers(dir: &Path) -> (Layer, Layer) {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let applets = ["sh", "cat", "wc", "echo"];
+    let links: Vec<(String, &str)> = applets
+        .iter()
+        .map(|a| (format!("bin/{a}"), "busybox"))
+        .collect();
+    let links: Vec<(&str, &str)> = links.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    let base = build_layer(
+        dir,
+        "base",
+        tar_of(
+            &[
+                ("bin/busybox", busybox, 0o755),
+                (
+                    "etc/passwd",
+                    b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+                    0o644,
+                ),
+                ("etc/group", b"root:x:0:\n".to_vec(), 0o644),
+                ("tmp/.keep", Vec::new(), 0o644),
+            ],
+            &links,
+        ),
+    );
+    let app = build_layer(
+        dir,
+        "app",
+        tar_of(&[("app/marker.txt", marker(), 0o644)], &[]),
+    );
+    (base, app)
+}
+
+fn policy(base: &Layer, app: &Layer) -> String {
+    PolicyDocument {
+        containers: vec![Container {
+            name: Some("reader".into()),
+            layers: vec![base.root_hash.clone(), app.root_hash.clone()],
+            command: READ_CMD.iter().map(|s| (*s).to_owned()).collect(),
+            env_rules: vec![EnvRule::string(PATH_ENV, false)],
+            working_dir: "/".into(),
+            allow_stdio_access: true,
+            ..Container::default()
+        }],
+        ..PolicyDocument::default()
+    }
+    .to_rego()
+}
+
+fn caps() -> Capabilities {
+    let d: Vec<String> = charter_policy::DEFAULT_CAPABILITIES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    Capabilities {
+        ambient: vec![],
+        bounding: d.clone(),
+        effective: d.clone(),
+        inheritable: vec![],
+        permitted: d,
+    }
+}
+
+struct Run {
+    stdout: String,
+    stderr: String,
+    exit: Reply,
+    console: String,
+}
+
+/// Boots a VM with `base` and `app_disk` (served as the layer `app` names), sets the policy,
+/// mounts both layers through dm-verity and runs the reader container.
+fn boot_and_read(
+    image: &UvmImage,
+    policy: &str,
+    base: &Layer,
+    app: &Layer,
+    app_disk: &Path,
+) -> Run {
+    let digest: [u8; 32] = Sha256::digest(policy.as_bytes()).into();
+    let mut launcher = QemuLauncher::new(&image.kernel, &image.initrd, &image.cmdline);
+    launcher.simulator_dir = std::env::temp_dir().join("charter-uvm-tests-simulated-sp");
+    launcher.layers = vec![
+        LayerDisk {
+            serial: "base".into(),
+            path: base.file.clone(),
+        },
+        LayerDisk {
+            serial: "app".into(),
+            path: app_disk.to_owned(),
+        },
+    ];
+    let started = Instant::now();
+    let uvm: QemuUvm = launcher
+        .launch_qemu(&LaunchConfig {
+            policy_digest: digest,
+            agent: PathBuf::from("/init"),
+        })
+        .unwrap();
+    eprintln!("boot to first agent answer: {:?}", uvm.boot_time());
+    let mut c = uvm.connect().unwrap();
+    let t = Instant::now();
+    c.call(Request::SetPolicy {
+        policy: policy.to_owned(),
+    })
+    .unwrap();
+    eprintln!(
+        "set_policy (attested via the simulated TEE port): {:?}",
+        t.elapsed()
+    );
+    for (serial, l) in [("base", base), ("app", app)] {
+        let t = Instant::now();
+        c.call(Request::MountDevice {
+            source: serial.into(),
+            target: paths::layer(&l.root_hash),
+            device_hash: l.root_hash.clone(),
+        })
+        .unwrap_or_else(|e| panic!("mount_device {serial}: {e}\n{}", uvm.console()));
+        eprintln!("mount_device {serial} (dm-verity): {:?}", t.elapsed());
+    }
+    c.call(Request::ScratchMount {
+        target: paths::scratch("reader"),
+    })
+    .unwrap();
+    c.call(Request::MountOverlay {
+        container_id: "reader".into(),
+        layer_paths: vec![paths::layer(&app.root_hash), paths::layer(&base.root_hash)],
+        target: paths::rootfs("reader"),
+    })
+    .unwrap();
+    let t = Instant::now();
+    c.call(Request::CreateContainer(CreateContainer {
+        container_id: "reader".into(),
+        args: READ_CMD.iter().map(|s| (*s).to_owned()).collect(),
+        env: vec![PATH_ENV.into()],
+        working_dir: "/".into(),
+        mounts: charter_host::standard_mounts(),
+        privileged: false,
+        no_new_privileges: false,
+        user: UserSpec::default(),
+        capabilities: Some(caps()),
+        seccomp_profile_sha256: String::new(),
+        stdin: false,
+    }))
+    .unwrap_or_else(|e| panic!("create_container: {e}\n{}", uvm.console()));
+    eprintln!("create_container (runc create): {:?}", t.elapsed());
+    let t_start = Instant::now();
+    c.call(Request::StartContainer {
+        container_id: "reader".into(),
+    })
+    .unwrap();
+    eprintln!("start_container (runc start): {:?}", t_start.elapsed());
+    let mut out = Vec::new();
+    charter_host::pump_stdio(&uvm, "reader", None, StdioStream::Stdout, &mut out).unwrap();
+    let mut err = Vec::new();
+    charter_host::pump_stdio(&uvm, "reader", None, StdioStream::Stderr, &mut err).unwrap();
+    let exit = c
+        .call(Request::WaitProcess {
+            container_id: "reader".into(),
+            process_id: None,
+        })
+        .unwrap();
+    eprintln!("create + start + run to exit: {:?}", t.elapsed());
+    eprintln!("whole VM session: {:?}", started.elapsed());
+    Run {
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+        exit,
+        console: uvm.console(),
+    }
+}
+
+#[test]
+#[ignore = "needs root: qemu, kvm-less TCG boot"]
+fn a_container_reads_a_verified_layer_and_a_flipped_byte_is_an_io_error() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = static_agent();
+    let mut inputs = UvmInputs::from_host(&agent).unwrap();
+    inputs.insecure_simulated_tee = true;
+    let t = Instant::now();
+    let image = UvmImage::build(&inputs, &work.path().join("uvm")).unwrap();
+    eprintln!(
+        "UVM image built in {:?}: initrd {} bytes, digest {}",
+        t.elapsed(),
+        std::fs::metadata(&image.initrd).unwrap().len(),
+        hex::encode(image.digest)
+    );
+    let (base, app) = layers(work.path());
+    let policy = policy(&base, &app);
+
+    let good = boot_and_read(&image, &policy, &base, &app, &app.file);
+    assert_eq!(
+        good.stdout,
+        format!("{MARKER_LEN}\ndone\n"),
+        "stderr: {}",
+        good.stderr
+    );
+    assert_eq!(
+        good.exit,
+        Reply::Exit {
+            code: Some(0),
+            signal: None
+        }
+    );
+
+    // One byte of the marker flipped on the disk; superblocks and tree untouched.
+    let mut bytes = std::fs::read(&app.file).unwrap();
+    let m = marker();
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &m[..64])
+        .expect("marker in the image");
+    bytes[at + 100] ^= 0x01;
+    let tampered = work.path().join("app-tampered.img");
+    std::fs::write(&tampered, &bytes).unwrap();
+
+    let bad = boot_and_read(&image, &policy, &base, &app, &tampered);
+    // busybox cat: "cat: read error: Input/output error" (EIO).
+    assert!(
+        bad.stderr.contains("Input/output error"),
+        "expected an I/O error reading the flipped block, got stdout {:?} stderr {:?}",
+        bad.stdout,
+        bad.stderr
+    );
+    assert!(
+        !bad.stdout.contains(&format!("{MARKER_LEN}\n")),
+        "{}",
+        bad.stdout
+    );
+    // The kernel names the culprit: "device-mapper: verity: 254:1: data block N is corrupted".
+    assert!(
+        bad.console
+            .lines()
+            .any(|l| l.contains("verity") && l.contains("is corrupted")),
+        "no dm-verity corruption report on the console:\n{}",
+        bad.console
+    );
+    assert!(!good.console.contains("is corrupted"), "{}", good.console);
+}
