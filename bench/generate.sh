@@ -24,7 +24,7 @@ CARGO_TARGET_DIR=$target cargo build --release --locked -q -p charter
 charter=$target/release/charter
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/charter-bench-gen.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-export TMPDIR=$work  # scratch layer images of both contenders go here
+export TMPDIR=$work  # scratch files go here (charter measures layers without writing images)
 
 # Layers: busybox + /etc/passwd and /etc/group at the base, then $layers layers of
 # incompressible files of mixed sizes (zstd blobs, as current registries serve them).

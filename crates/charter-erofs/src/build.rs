@@ -10,6 +10,11 @@ use crate::{layout, BuildOptions, BuildSummary};
 
 /// Copy buffer size for file data.
 const BUF_SIZE: usize = 1 << 20;
+/// Capacity of the input and output buffers. Small on purpose: reads and writes of file data
+/// at least this large bypass them, so a file's bytes are copied once from the tar stream into
+/// the copy buffer and once out of it, not through a buffer on either side as well (the
+/// headers and metadata they are for are small). Does not change a byte of the image.
+const STREAM_BUF: usize = 64 << 10;
 /// Largest xattr value EROFS can store (`e_value_size` is 16 bits).
 const XATTR_VALUE_MAX: usize = 65535;
 /// Total bytes of file tails kept in memory for inlining; later tails are block-padded in
@@ -33,7 +38,7 @@ static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 impl<W: Write + Seek> Sink<W> {
     fn new(w: W, sparse: bool) -> Sink<W> {
         Sink {
-            w: BufWriter::with_capacity(BUF_SIZE, w),
+            w: BufWriter::with_capacity(STREAM_BUF, w),
             pos: 0,
             hole: 0,
             sparse,
@@ -266,7 +271,7 @@ pub(crate) fn build<R: Read, W: Write + Seek>(
     sink.zeros(BLOCK_SIZE)?;
 
     let mut tree = Tree::new(opts.max_inodes);
-    let mut archive = tar::Archive::new(BufReader::with_capacity(BUF_SIZE, tar));
+    let mut archive = tar::Archive::new(BufReader::with_capacity(STREAM_BUF, tar));
     let mut buf = vec![0u8; BUF_SIZE];
     let mut files = 0u64;
     let mut tail_budget = INLINE_TAIL_BUDGET;

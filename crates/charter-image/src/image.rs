@@ -2,10 +2,13 @@
 //! streaming access to each layer that checks its blob digest and diff_id.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -130,7 +133,10 @@ pub struct LayerReader<'a> {
     index: usize,
     layer: Layer,
     compression: Compression,
-    tar: crate::HashingReader<Box<dyn Read + 'a>>,
+    tar: Box<dyn Read + 'a>,
+    /// SHA-256 and length of the tar bytes read so far (the diff_id when the stream ends).
+    tar_hasher: Sha256,
+    tar_size: u64,
     tally: Rc<RefCell<BlobTally>>,
 }
 
@@ -159,6 +165,13 @@ pub struct LayerDigests {
     pub compression: Compression,
 }
 
+/// A piece of a layer's tar stream, shared by its consumers (see
+/// [`LayerReader::stream_chunks`]).
+pub type TarChunk = Arc<Vec<u8>>;
+
+/// Chunks queued to the diff_id hashing thread of [`LayerReader::stream_chunks`].
+const DIFF_ID_QUEUE: usize = 6;
+
 impl<'a> LayerReader<'a> {
     pub(crate) fn new(index: usize, layer: Layer, raw: Box<dyn Read + 'a>) -> Result<Self, Error> {
         let tally = Rc::new(RefCell::new(BlobTally::default()));
@@ -178,7 +191,9 @@ impl<'a> LayerReader<'a> {
             index,
             layer,
             compression,
-            tar: crate::HashingReader::new(tar),
+            tar,
+            tar_hasher: Sha256::new(),
+            tar_size: 0,
             tally,
         })
     }
@@ -193,22 +208,113 @@ impl<'a> LayerReader<'a> {
         self.tally.borrow().count
     }
 
-    /// Drains the rest of the stream and checks the blob digest, blob size and diff_id.
-    pub fn finish(self) -> Result<LayerDigests, Error> {
-        let Self {
-            index,
-            layer,
-            compression,
-            tar,
-            tally,
-        } = self;
-        let digest = layer.display_digest();
-        let (diff_id, tar_size) = tar.finish().map_err(|source| Error::LayerRead {
-            index,
-            digest,
+    fn read_error(&self, source: io::Error) -> Error {
+        Error::LayerRead {
+            index: self.index,
+            digest: self.layer.display_digest(),
             source,
-        })?;
-        let tally = std::mem::take(&mut *tally.borrow_mut());
+        }
+    }
+
+    /// Drains the rest of the stream and checks the blob digest, blob size and diff_id.
+    pub fn finish(mut self) -> Result<LayerDigests, Error> {
+        if let Err(e) = io::copy(&mut self, &mut io::sink()) {
+            return Err(self.read_error(e));
+        }
+        let diff_id =
+            Sha256Digest::from_bytes(std::mem::take(&mut self.tar_hasher).finalize().into());
+        let tar_size = self.tar_size;
+        self.verify(diff_id, tar_size)
+    }
+
+    /// Reads the rest of the stream in chunks of `chunk_size` bytes (the last may be shorter)
+    /// and hands each, shared, to `sink` with the blob bytes read so far; `sink` returns false
+    /// to stop reading (the result is then `None` and nothing was verified). At the end of the
+    /// stream the blob digest, blob size and diff_id are checked as [`LayerReader::finish`]
+    /// does, `sink` having been dropped first so its consumers see the end.
+    ///
+    /// The diff_id is hashed on another thread from the same chunks, so it overlaps with
+    /// reading, hashing the blob and decompressing here. A chunk that neither `sink`'s
+    /// consumers nor the hasher hold any more is filled again: the steady state allocates
+    /// nothing.
+    pub fn stream_chunks<F>(
+        mut self,
+        chunk_size: usize,
+        mut sink: F,
+    ) -> Result<Option<LayerDigests>, Error>
+    where
+        F: FnMut(&TarChunk, u64) -> bool,
+    {
+        let chunk_size = chunk_size.max(1);
+        let hasher = std::mem::take(&mut self.tar_hasher);
+        let hashed_before = self.tar_size;
+        let (to_hasher, for_hasher) = sync_channel::<TarChunk>(DIFF_ID_QUEUE);
+        std::thread::scope(|s| {
+            let hashing = std::thread::Builder::new()
+                .name("layer-diff-id".into())
+                .spawn_scoped(s, move || {
+                    let mut hasher = hasher;
+                    let mut size = hashed_before;
+                    for chunk in for_hasher {
+                        hasher.update(chunk.as_slice());
+                        size = size.saturating_add(chunk.len() as u64);
+                    }
+                    (Sha256Digest::from_bytes(hasher.finalize().into()), size)
+                })
+                .map_err(|e| self.read_error(e))?;
+            let mut in_flight: VecDeque<TarChunk> = VecDeque::new();
+            let read = loop {
+                // The oldest chunk is free once every consumer has moved past it.
+                let reusable = in_flight
+                    .front()
+                    .is_some_and(|oldest| Arc::strong_count(oldest) == 1);
+                let mut buf = match in_flight.pop_front() {
+                    Some(oldest) if reusable => Arc::try_unwrap(oldest).unwrap_or_default(),
+                    Some(busy) => {
+                        in_flight.push_front(busy);
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+                buf.resize(chunk_size, 0);
+                let filled = match fill(&mut self.tar, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => break Err(e),
+                };
+                if filled == 0 {
+                    break Ok(true);
+                }
+                buf.truncate(filled);
+                let chunk = Arc::new(buf);
+                if to_hasher.send(Arc::clone(&chunk)).is_err() {
+                    break Err(io::Error::other("the diff_id hashing thread stopped"));
+                }
+                let go_on = sink(&chunk, self.blob_bytes_read());
+                in_flight.push_back(chunk);
+                if !go_on {
+                    break Ok(false);
+                }
+            };
+            drop(sink);
+            drop(to_hasher);
+            drop(in_flight);
+            let hashed = hashing.join();
+            match (read, hashed) {
+                (Err(e), _) => Err(self.read_error(e)),
+                (Ok(_), Err(_)) => {
+                    Err(self.read_error(io::Error::other("the diff_id hashing thread panicked")))
+                }
+                (Ok(false), Ok(_)) => Ok(None),
+                (Ok(true), Ok((diff_id, tar_size))) => self.verify(diff_id, tar_size).map(Some),
+            }
+        })
+    }
+
+    /// Checks the stream's digests against the layer's.
+    fn verify(&self, diff_id: Sha256Digest, tar_size: u64) -> Result<LayerDigests, Error> {
+        let index = self.index;
+        let layer = &self.layer;
+        let tally = std::mem::take(&mut *self.tally.borrow_mut());
         let blob_digest = Sha256Digest::from_bytes(tally.hasher.finalize().into());
         let what = format!("layer {index}");
         if let Some(expected) = layer.size {
@@ -241,14 +347,31 @@ impl<'a> LayerReader<'a> {
             tar_size,
             blob_digest,
             blob_size: tally.count,
-            compression,
+            compression: self.compression,
         })
     }
 }
 
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0usize;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled = filled.saturating_add(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 impl Read for LayerReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.tar.read(buf)
+        let n = self.tar.read(buf)?;
+        self.tar_hasher.update(buf.get(..n).unwrap_or_default());
+        self.tar_size = self.tar_size.saturating_add(n as u64);
+        Ok(n)
     }
 }
 

@@ -15,7 +15,9 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::num::NonZeroUsize;
 
-use charter_verity::{FormatOptions, RootHash, VerifyOptions, VerityParams, VerityWriter};
+use charter_verity::{
+    FormatOptions, RootHash, RootHasher, VerifyOptions, VerityParams, VerityWriter,
+};
 
 use crate::Error;
 
@@ -79,6 +81,56 @@ pub fn build_layer_image<R: Read>(
         root_hash: formatted.root_hash,
         data_size: erofs.image_size,
         total_size,
+        erofs,
+    })
+}
+
+/// What [`layer_root_hash`] computed: the layer image's identity without the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRoot {
+    /// The dm-verity root hash [`build_layer_image`] would give for the same tar.
+    pub root_hash: RootHash,
+    /// Bytes of EROFS data (the verity data device size).
+    pub data_size: u64,
+    /// What the EROFS writer reported.
+    pub erofs: charter_erofs::BuildSummary,
+}
+
+/// Bytes at the start of the EROFS image the writer rewrites at the end (block 0: the
+/// superblock sits at 1024); the root hasher holds them in memory until then.
+const EROFS_REWRITTEN_HEAD: usize = 4096;
+
+/// Computes the root hash of the layer image of the tar stream `tar`, byte for byte the one
+/// [`build_layer_image`] gives, without writing the image anywhere: the EROFS bytes are hashed
+/// into level 0 as they are produced (on another core when `threads` > 1) and dropped, and the
+/// upper levels are built in memory. For measuring layers (policies, the cache), where only
+/// the root hash is kept.
+pub fn layer_root_hash<R: Read>(
+    tar: R,
+    threads: NonZeroUsize,
+    what: &str,
+) -> Result<LayerRoot, Error> {
+    let verity_error = |source| Error::Verity {
+        what: what.to_owned(),
+        source,
+    };
+    let mut sink = RootHasher::new(
+        VerityParams::default(),
+        EROFS_REWRITTEN_HEAD,
+        threads.get() > 1,
+    )
+    .map_err(verity_error)?;
+    // The EROFS writer buffers its output itself: no second buffer here.
+    let erofs =
+        charter_erofs::build_from_tar(tar, &mut sink, &charter_erofs::BuildOptions::default())
+            .map_err(|source| Error::Erofs {
+                diff_id: what.to_owned(),
+                source,
+            })?;
+    let root_hash = sink.finish(erofs.image_size).map_err(verity_error)?;
+    Ok(LayerRoot {
+        root_hash,
+        data_size: erofs.image_size,
         erofs,
     })
 }

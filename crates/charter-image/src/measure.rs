@@ -4,7 +4,7 @@ use std::io::{self, Read};
 use std::num::NonZeroUsize;
 use std::path::Path;
 
-use crate::{build_layer_image, Cache, CachedLayer, Error, Image, LayerReader, Sha256Digest};
+use crate::{layer_root_hash, Cache, CachedLayer, Error, Image, LayerReader, Sha256Digest};
 
 /// One measured layer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -34,12 +34,13 @@ pub trait MeasureObserver {
 /// An observer that shows nothing.
 impl MeasureObserver for () {}
 
-/// Measures every layer of `image`. Converted images go to unlinked temporary files in
-/// `scratch_dir` and are discarded; only root hashes are kept (and cached).
+/// Measures every layer of `image`. Only root hashes are kept (and cached): a converted image
+/// is hashed as it is produced and never written ([`layer_root_hash`]), so `_scratch_dir` is
+/// not used.
 pub fn measure(
     image: &Image,
     cache: Option<&Cache>,
-    scratch_dir: &Path,
+    _scratch_dir: &Path,
     threads: NonZeroUsize,
     observer: &dyn MeasureObserver,
 ) -> Result<Vec<LayerMeasurement>, Error> {
@@ -59,7 +60,6 @@ pub fn measure(
             continue;
         }
         observer.layer_started(index, layer.size, false);
-        let scratch = tempfile::tempfile_in(scratch_dir).map_err(|e| Error::io(scratch_dir, e))?;
         let mut reader = ProgressReader {
             inner: image.open_layer(index)?,
             index,
@@ -67,7 +67,7 @@ pub fn measure(
             reported: 0,
         };
         let what = format!("layer {index} ({})", layer.diff_id);
-        let built = build_layer_image(&mut reader, &scratch, threads, &what)?;
+        let built = layer_root_hash(&mut reader, threads, &what)?;
         // Only now, with the whole stream hashed, is the image known to be this layer's.
         let digests = reader.inner.finish()?;
         let m = LayerMeasurement {

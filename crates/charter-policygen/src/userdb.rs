@@ -6,7 +6,7 @@
 //! file or of `etc`), or hides lower layers' `etc` (opaque whiteout). Every layer read to the
 //! end is verified with [`charter_image::LayerReader::finish`] before its content is used.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 
 use charter_image::Image;
 
@@ -252,11 +252,25 @@ impl ScanError {
 /// Reads a layer tar stream to its end, keeping the state of `etc/passwd` and `etc/group` it
 /// decides. The caller verifies the stream's digests before using the result.
 pub(crate) fn scan_tar<R: Read>(reader: R) -> Result<LayerEtc, ScanError> {
+    let mut archive = tar::Archive::new(reader);
+    let etc = scan_entries(archive.entries().map_err(ScanError::Io)?)?;
+    // Drain whatever follows the archive's end marker so the digests cover the whole blob.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(ScanError::Io)?;
+    Ok(etc)
+}
+
+/// [`scan_tar`] over a stream that seeks forward over file data instead of reading it. What
+/// follows the end marker is left unread: the caller owns the stream and its verification.
+pub(crate) fn scan_tar_seekable<R: Read + Seek>(reader: R) -> Result<LayerEtc, ScanError> {
+    let mut archive = tar::Archive::new(reader);
+    scan_entries(archive.entries_with_seek().map_err(ScanError::Io)?)
+}
+
+fn scan_entries<R: Read>(entries: tar::Entries<'_, R>) -> Result<LayerEtc, ScanError> {
     let mut passwd = FileState::Unknown;
     let mut group = FileState::Unknown;
     let mut opaque_etc = false;
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(ScanError::Io)? {
+    for entry in entries {
         let mut entry = entry.map_err(ScanError::Io)?;
         let path = entry.path().map_err(ScanError::Io)?.into_owned();
         let path = path.to_string_lossy();
@@ -298,8 +312,6 @@ pub(crate) fn scan_tar<R: Read>(reader: R) -> Result<LayerEtc, ScanError> {
         }
         *slot = FileState::Present(String::from_utf8_lossy(&bytes).into_owned());
     }
-    // Drain whatever follows the archive's end marker so the digests cover the whole blob.
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(ScanError::Io)?;
     if opaque_etc {
         // The layer's own etc is all there is: files it does not hold do not exist.
         for state in [&mut passwd, &mut group] {

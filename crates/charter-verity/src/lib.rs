@@ -72,6 +72,7 @@
 mod format;
 mod io;
 mod params;
+mod root;
 mod stream;
 mod superblock;
 mod tree;
@@ -82,6 +83,7 @@ pub use params::{
     block_size_ok, HashAlgorithm, HashFormat, RootHash, Salt, VerityParams, MAX_BLOCK_SIZE,
     MAX_DIGEST_SIZE, MAX_SALT_SIZE, MIN_BLOCK_SIZE,
 };
+pub use root::RootHasher;
 pub use stream::VerityWriter;
 pub use superblock::{Superblock, SUPERBLOCK_SIZE};
 pub use tree::{Level, TreeLayout, MAX_LEVELS};
