@@ -11,7 +11,7 @@
 //! `attest` and `set_policy` are answered; everything else is refused as closed.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use charter_agent_api::{AgentError, AgentStatus, Denial, ErrorKind, Outcome, Reply, Request};
 use charter_attest::{Report, TeeProvider};
@@ -82,7 +82,7 @@ pub(crate) struct Core {
 
 /// The agent.
 pub struct Agent {
-    tee: Box<dyn TeeProvider + Send + Sync>,
+    tee: Arc<dyn TeeProvider + Send + Sync>,
     core: Mutex<Core>,
     pub(crate) logs: LogRing,
 }
@@ -99,7 +99,7 @@ impl Agent {
     /// A closed agent.
     pub fn new(config: Config, tee: Box<dyn TeeProvider + Send + Sync>) -> Self {
         Self {
-            tee,
+            tee: Arc::from(tee),
             core: Mutex::new(Core {
                 enforcer: None,
                 digest: None,
@@ -289,6 +289,18 @@ impl Agent {
         core.guest
             .prepare_sandbox()
             .map_err(|e| refuse(ErrorKind::Failed, e))?;
+        if let Some(kb) = enforcer.document().and_then(|d| d.key_broker.clone()) {
+            let broker =
+                crate::keys::Broker::new(&kb, &core.guest.config.host_dir, self.tee.clone())
+                    .map_err(|e| refuse(ErrorKind::PolicyRejected, e))?;
+            let broker = Arc::new(broker);
+            if kb.workload_endpoint {
+                crate::workload::start(broker.clone())
+                    .map_err(|e| refuse(ErrorKind::Failed, format!("workload endpoint: {e}")))?;
+                self.log(format!("workload endpoint on {}", crate::workload::ADDR));
+            }
+            core.guest.broker = Some(broker);
+        }
         core.enforcer = Some(enforcer);
         core.digest = Some(digest);
         drop(core);

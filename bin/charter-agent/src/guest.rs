@@ -7,12 +7,16 @@ use std::sync::Arc;
 
 use charter_agent_api::{paths, AgentError, ErrorKind, Reply, Request, StdioStream};
 use charter_mount::AttachedLayer;
-use charter_policy::request::{MountDevice, MountOverlay, NoInput, ScratchMount, Unmount};
+use charter_policy::request::{
+    MountDevice, MountOverlay, MountSealed, NoInput, ScratchMount, Unmount,
+};
 use charter_policy::{Allowed, Enforcer, Request as PolicyRequest};
 
 use crate::agent::{enforce, refuse, Config, Fail};
 use crate::containers::{Container, Proc, Stdin};
 use crate::streams::{ExitCell, LogRing, StreamBuf};
+
+mod sealed;
 
 /// Scratch is a tmpfs in guest memory. Under SEV-SNP guest memory is encrypted by the CPU, so
 /// the policy input says `encrypted: true`; in the insecure sandbox nothing is encrypted and
@@ -30,6 +34,10 @@ pub(crate) struct Guest {
     pub containers: BTreeMap<String, Container>,
     /// Processes started by `exec_external` (container id "").
     pub external: Container,
+    /// The policy's key broker, once a policy that names one is set.
+    pub broker: Option<Arc<crate::keys::Broker>>,
+    /// Opened sealed volumes: name -> tmpfs.
+    sealed: BTreeMap<String, PathBuf>,
 }
 
 pub(crate) fn failed(what: impl std::fmt::Display) -> AgentError {
@@ -49,6 +57,8 @@ impl Guest {
             overlays: BTreeMap::new(),
             containers: BTreeMap::new(),
             external: Container::external(),
+            broker: None,
+            sealed: BTreeMap::new(),
         }
     }
 
@@ -113,6 +123,27 @@ impl Guest {
                 });
                 enforce(enforcer, &pr, |a| self.scratch_unmount(a, &target)).map(done)
             }
+            Request::MountSealed { name, source } => {
+                if !paths::valid_component(&name) {
+                    return Err(refused(format!("sealed volume name {name:?} is not valid")).into());
+                }
+                let src = self.layer_source(&source)?;
+                let target = paths::sealed(&name);
+                let resource = enforcer.document().and_then(|d| {
+                    d.sealed_volumes
+                        .iter()
+                        .find(|v| v.name == name)
+                        .map(|v| v.resource.clone())
+                });
+                let pr = PolicyRequest::MountSealed(MountSealed {
+                    name: name.clone(),
+                    target: target.clone(),
+                });
+                enforce(enforcer, &pr, |a| {
+                    self.mount_sealed(a, &name, &src, &target, resource.as_deref())
+                })
+                .map(done)
+            }
             Request::MountOverlay {
                 container_id,
                 layer_paths,
@@ -166,7 +197,7 @@ impl Guest {
     fn layer_source(&self, source: &str) -> Result<PathBuf, AgentError> {
         if !paths::valid_component(source) {
             return Err(refused(format!(
-                "layer source {source:?} is not a plain file name in the host directory"
+                "source {source:?} is not a plain file name in the host directory"
             )));
         }
         Ok(self.config.host_dir.join(source))

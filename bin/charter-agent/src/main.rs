@@ -15,10 +15,12 @@ mod agent;
 mod containers;
 mod guest;
 mod init;
+mod keys;
 mod server;
 mod streams;
 mod sys;
 mod userdb;
+mod workload;
 
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -93,6 +95,11 @@ fn run_with(mut args: Args) -> Result<(), String> {
         args.host_dir = PathBuf::from("/host");
     }
     sys::make_run_dirs()?;
+    // The group's own loopback (the workload endpoint lives there); without it the group
+    // still runs, only 127.0.0.1 is unreachable.
+    if let Err(e) = sys::loopback_up() {
+        eprintln!("charter-agent: {e}");
+    }
     charter_oci::become_subreaper().map_err(|e| e.to_string())?;
     let tee = tee(&args.tee)?;
     let _ = std::fs::remove_file(&args.listen);

@@ -106,3 +106,43 @@ pub fn make_run_dirs() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Brings the loopback interface up in the agent's network namespace (a fresh namespace has
+/// `lo` down), with one rtnetlink `RTM_NEWLINK` request for ifindex 1 (always `lo`), so that
+/// the workload endpoint on 127.0.0.1 is reachable by the group's containers.
+pub fn loopback_up() -> Result<(), String> {
+    use rustix::net::{recv, send, AddressFamily, RecvFlags, SendFlags, SocketType};
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST_ACK: u16 = 1 | 4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFF_UP: u32 = 1;
+    // Protocol 0 is NETLINK_ROUTE.
+    let fd = rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, None)
+        .map_err(|e| format!("netlink socket: {e}"))?;
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it in
+    msg.extend_from_slice(&[0, 0]); // ifi_family AF_UNSPEC, pad
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    msg.extend_from_slice(&1i32.to_ne_bytes()); // ifi_index: lo
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
+    send(&fd, &msg, SendFlags::empty()).map_err(|e| format!("rtnetlink send: {e}"))?;
+    let mut buf = [0u8; 512];
+    let (n, _) =
+        recv(&fd, &mut buf, RecvFlags::empty()).map_err(|e| format!("rtnetlink recv: {e}"))?;
+    let field = |at: usize, len: usize| buf.get(at..at + len).filter(|_| at + len <= n);
+    let kind = field(4, 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let errno = field(16, 4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    match (kind, errno) {
+        (Some(NLMSG_ERROR), Some(0)) => Ok(()),
+        (Some(NLMSG_ERROR), Some(e)) => Err(format!(
+            "bringing lo up: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+        _ => Err("bringing lo up: unexpected rtnetlink answer".to_owned()),
+    }
+}

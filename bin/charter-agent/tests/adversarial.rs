@@ -741,3 +741,37 @@ fn hostile_frames() {
     f.mount_layers();
     f.web_runs();
 }
+
+#[test]
+#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
+fn sealed_volumes_only_as_the_policy_lists_them() {
+    let mut f = Fixture::ready();
+    std::fs::write(f.uvm.layer_dir().join("sealed-x"), b"CHSEAL01 not really").unwrap();
+    // 68. A sealed volume the policy does not list (this policy names no broker at all).
+    assert_denied(
+        f.call(Request::MountSealed {
+            name: "owner-a".into(),
+            source: "sealed-x".into(),
+        }),
+        "mount_sealed",
+        "sealed volume not in policy",
+    );
+    // 69. A name that would escape the sandbox's sealed directory.
+    assert_refused(
+        f.call(Request::MountSealed {
+            name: "../../../etc".into(),
+            source: "sealed-x".into(),
+        }),
+        ErrorKind::Refused,
+        "not valid",
+    );
+    // 70. A source outside the host directory.
+    assert_refused(
+        f.call(Request::MountSealed {
+            name: "owner-a".into(),
+            source: "../agent.sock".into(),
+        }),
+        ErrorKind::Refused,
+        "not a plain file name",
+    );
+}

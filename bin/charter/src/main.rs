@@ -47,6 +47,9 @@ enum Command {
     /// Seal data for attested pods.
     #[command(subcommand)]
     Data(commands::data::DataCmd),
+    /// Run the key broker, make its admin key and release policies, and administer it.
+    #[command(subcommand)]
+    Broker(commands::broker::BrokerCmd),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Stop(args) => commands::run::stop(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
+        Command::Broker(cmd) => commands::broker::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -134,6 +134,13 @@ pub enum Request {
     ScratchUnmount {
         target: String,
     },
+    /// Decrypts the sealed file `source` (a plain file name in the host directory) as the
+    /// policy's sealed volume `name`, with the key the policy's broker releases to this
+    /// group, onto a guest-private read-only tmpfs at `sandbox:///tmp/atlas/sealed/<name>`.
+    MountSealed {
+        name: String,
+        source: String,
+    },
     /// A container root filesystem at `target` from mounted layers (top first).
     MountOverlay {
         container_id: String,
@@ -207,6 +214,7 @@ impl Request {
             Self::UnmountDevice { .. } => "unmount_device",
             Self::ScratchMount { .. } => "scratch_mount",
             Self::ScratchUnmount { .. } => "scratch_unmount",
+            Self::MountSealed { .. } => "mount_sealed",
             Self::MountOverlay { .. } => "mount_overlay",
             Self::UnmountOverlay { .. } => "unmount_overlay",
             Self::CreateContainer(_) => "create_container",

@@ -12,6 +12,18 @@ pub const CONTAINERS: &str = "/run/charter/c";
 /// directories (`tmp/atlas/<kind>/<name>`) for `sandbox://` mount sources.
 pub const SANDBOX_DIR: &str = "/run/charter/sandbox";
 
+/// Sealed volumes are decrypted into `<SANDBOX_DIR>/tmp/atlas/sealed/<name>`.
+pub const SEALED_SUBDIR: &str = "tmp/atlas/sealed";
+
+/// Where the agent decrypts the sealed volume `name`.
+#[must_use]
+pub fn sealed(name: &str) -> String {
+    format!("{SANDBOX_DIR}/{SEALED_SUBDIR}/{name}")
+}
+
+/// The host's byte relay to the policy's key broker, a unix socket in the host directory.
+pub const BROKER_RELAY: &str = "broker.sock";
+
 /// Whether `id` is a valid container id (the framework's pattern).
 #[must_use]
 pub fn valid_container_id(id: &str) -> bool {

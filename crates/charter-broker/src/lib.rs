@@ -35,5 +35,8 @@ pub mod store;
 pub use broker::{Broker, Claims, Credential};
 pub use error::{ApiError, Error, Result};
 pub use policy::policy_new;
-pub use server::{spawn, Config, MasterKeySource, RunningBroker, Server, TlsSource};
+pub use server::{
+    serve_until_ctrl_c, spawn, Config, MasterKeySource, RunningBroker, ServeOptions, Server,
+    TlsSource,
+};
 pub use store::Store;

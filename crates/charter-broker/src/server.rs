@@ -411,6 +411,87 @@ pub fn spawn(config: Config, workers: usize) -> Result<RunningBroker> {
     })
 }
 
+/// What a standalone server (the `charter-broker` binary, `charter broker serve`) is started
+/// with: the files named on its command line.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// The admin's Ed25519 `PUBLIC KEY` PEM file.
+    pub admin_public_key: PathBuf,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// TLS certificate chain and key PEM files (default: generated next to the database).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Session and attestation token lifetime (default 5 minutes).
+    pub session_ttl: Option<Duration>,
+    /// Where to write the bound address (atomically) once listening.
+    pub addr_file: Option<PathBuf>,
+    /// INSECURE: accept simulated SNP evidence signed under this ARK+ASK PEM file.
+    pub insecure_simulated_root: Option<PathBuf>,
+}
+
+impl ServeOptions {
+    /// Read the files and build the [`Config`].
+    pub fn config(&self) -> Result<Config> {
+        let admin_pem = std::fs::read_to_string(&self.admin_public_key)
+            .map_err(|e| Error::io(&self.admin_public_key, e))?;
+        crate::jwt::ed25519_public_key_from_pem(&admin_pem).map_err(|e| {
+            Error::Config(format!(
+                "admin public key {}: {e}",
+                self.admin_public_key.display()
+            ))
+        })?;
+        let mut config = Config::new(self.listen, &self.db, &admin_pem);
+        if let Some((cert, key)) = &self.tls {
+            config.tls = TlsSource::Pem {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+        }
+        if let Some(t) = self.session_ttl {
+            config.broker.session_ttl = t;
+            config.broker.token_ttl = t;
+        }
+        if let Some(root) = &self.insecure_simulated_root {
+            config.broker.insecure_allow_simulated = true;
+            config.broker.insecure_simulated_root_pem =
+                Some(std::fs::read_to_string(root).map_err(|e| Error::io(root, e))?);
+        }
+        Ok(config)
+    }
+}
+
+/// Run a standalone server until Ctrl-C (SIGINT): bind, write `addr_file` (if any), call
+/// `on_listening` with the bound address, serve.
+pub fn serve_until_ctrl_c(
+    opts: &ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let config = opts.config()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("runtime: {e}")))?;
+    rt.block_on(async move {
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        if let Some(f) = &opts.addr_file {
+            let mut tmp = f.clone().into_os_string();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            std::fs::write(&tmp, format!("{addr}\n")).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, f).map_err(|e| Error::io(f, e))?;
+        }
+        on_listening(addr);
+        server
+            .run(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })
+}
+
 // --- Routes ----------------------------------------------------------------------------------
 
 #[derive(Clone)]

@@ -477,3 +477,87 @@ fn transcript() {
         std::fs::write(p, out).unwrap();
     }
 }
+
+/// A byte relay from a unix socket to `addr`, as the host gives a guest without a network;
+/// `tamper` flips one bit of the first broker→guest chunk (inside the TLS record stream).
+fn relay(
+    path: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    tamper: bool,
+) -> (
+    std::path::PathBuf,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = conns.clone();
+    std::thread::spawn(move || {
+        for guest in listener.incoming() {
+            let Ok(mut guest) = guest else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut broker = std::net::TcpStream::connect(addr).unwrap();
+            let (mut g2, mut b2) = (guest.try_clone().unwrap(), broker.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut g2, &mut b2);
+                let _ = b2.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 << 10];
+                let mut first = true;
+                while let Ok(n) = broker.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if tamper && first && n > 10 {
+                        buf[n - 1] ^= 1;
+                    }
+                    first = false;
+                    if guest.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = guest.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (path, conns)
+}
+
+#[test]
+fn client_through_a_host_relay_keeps_tls_end_to_end() {
+    let f = fixture();
+    let g = guest(launch());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = f.broker.ca_pem().as_bytes().to_vec();
+    let (path, conns) = relay(dir.path().join("relay.sock"), f.broker.addr(), false);
+    let client = charter_kbs_client::KbsClient::via_relay(&f.broker.url(), &ca, &path).unwrap();
+    assert_eq!(client.get_resource(KEY_PATH, &g).unwrap(), SECRET);
+    assert!(
+        conns.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "auth, attest, resource"
+    );
+
+    // A relay that alters one byte gets a TLS failure, never altered data.
+    let (bad, _) = relay(dir.path().join("tamper.sock"), f.broker.addr(), true);
+    let client = charter_kbs_client::KbsClient::via_relay(&f.broker.url(), &ca, &bad).unwrap();
+    let err = client.get_resource(KEY_PATH, &g).unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+
+    // A relay to a server that is not the broker (another CA) is refused by the certificate check.
+    let other = start(true, Duration::from_secs(300));
+    let (wrong, _) = relay(dir.path().join("wrong.sock"), other.broker.addr(), false);
+    let client = charter_kbs_client::KbsClient::via_relay(&f.broker.url(), &ca, &wrong).unwrap();
+    assert!(matches!(
+        client.get_resource(KEY_PATH, &g).unwrap_err(),
+        ClientError::Transport { .. }
+    ));
+
+    // No relay listening: a transport error naming the endpoint.
+    let no_relay = dir.path().join("absent.sock");
+    let client = charter_kbs_client::KbsClient::via_relay(&f.broker.url(), &ca, &no_relay).unwrap();
+    assert!(matches!(
+        client.get_resource(KEY_PATH, &g).unwrap_err(),
+        ClientError::Transport { .. }
+    ));
+}

@@ -8,6 +8,7 @@
 mod layers;
 mod pod;
 mod qemu;
+mod relay;
 mod sandbox;
 
 use std::os::unix::net::UnixStream;
@@ -21,6 +22,7 @@ pub use pod::{
 pub use qemu::{
     image_measurement, Accel, LayerDisk, QemuLauncher, QemuUvm, SnpConfig, INSECURE_TEE_PARAM,
 };
+pub use relay::{place_sealed, start_broker_relay, BrokerRelay};
 pub use sandbox::{SandboxLauncher, SandboxUvm};
 
 /// Errors of the host side.

@@ -32,6 +32,8 @@ pub struct ContainerPlan {
 #[derive(Debug, Clone)]
 pub struct PodPlan {
     pub containers: Vec<ContainerPlan>,
+    /// Sealed volumes to open before any container: `(volume, file name in the host dir)`.
+    pub sealed: Vec<(String, String)>,
 }
 
 /// The standard mounts of every container: the framework's default mounts, with `sandbox://`
@@ -145,6 +147,8 @@ fn mounts_of(c: &Container) -> Vec<MountSpec> {
     let mut out = standard_mounts();
     for m in &c.mounts {
         let source = match m.source.strip_prefix("sandbox://") {
+            // A sealed volume's directory is fixed by the policy (the agent opens it there).
+            Some(exact) if !exact.ends_with(".+") => format!("{}{exact}", paths::SANDBOX_DIR),
             Some(pattern) => {
                 // `/tmp/atlas/<kind>/.+`: one directory per mount point.
                 let base = pattern.trim_end_matches(".+").trim_end_matches('/');
@@ -275,7 +279,10 @@ pub fn plan_pod(
             layers,
         });
     }
-    Ok(PodPlan { containers })
+    Ok(PodPlan {
+        containers,
+        sealed: Vec::new(),
+    })
 }
 
 /// A started pod.
@@ -301,6 +308,12 @@ pub fn start_pod(client: &mut Client<UnixStream>, plan: &PodPlan) -> Result<Runn
                 })?;
             }
         }
+    }
+    for (name, source) in &plan.sealed {
+        client.call(Request::MountSealed {
+            name: name.clone(),
+            source: source.clone(),
+        })?;
     }
     let mut started = Vec::new();
     for c in &plan.containers {

@@ -90,6 +90,18 @@ struct TokenResponse {
 impl KbsClient {
     /// A client for `url` (`https://host:port`) trusting only the certificates in `ca_pem`.
     pub fn new(url: &str, ca_pem: &[u8]) -> Result<KbsClient> {
+        KbsClient::build(url, ca_pem, None)
+    }
+
+    /// Like [`KbsClient::new`], but every connection goes to the unix socket `relay` (a byte
+    /// relay the host provides to the broker's address) instead of resolving and dialing the
+    /// URL's host. TLS stays end to end: the certificate is checked against `ca_pem` for the
+    /// URL's host name.
+    pub fn via_relay(url: &str, ca_pem: &[u8], relay: &std::path::Path) -> Result<KbsClient> {
+        KbsClient::build(url, ca_pem, Some(relay.to_path_buf()))
+    }
+
+    fn build(url: &str, ca_pem: &[u8], relay: Option<std::path::PathBuf>) -> Result<KbsClient> {
         let base = url.trim_end_matches('/');
         let rest = base
             .strip_prefix("https://")
@@ -111,16 +123,24 @@ impl KbsClient {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
             .build();
-        let agent = ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .https_only(true)
-                .max_redirects(0)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .user_agent(concat!("charter-kbs-client/", env!("CARGO_PKG_VERSION")))
-                .tls_config(tls)
-                .build(),
-        );
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .https_only(true)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .user_agent(concat!("charter-kbs-client/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build();
+        let agent = match relay {
+            None => ureq::Agent::new_with_config(config),
+            Some(path) => {
+                use ureq::unversioned::transport::{Connector as _, RustlsConnector};
+                let connector =
+                    ().chain(crate::relay::UnixRelayConnector { path })
+                        .chain(RustlsConnector::default());
+                ureq::Agent::with_parts(config, connector, crate::relay::NoResolver)
+            }
+        };
         Ok(KbsClient {
             agent,
             base: base.to_owned(),

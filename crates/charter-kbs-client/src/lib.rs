@@ -28,6 +28,7 @@ pub mod jcs;
 pub mod keys;
 
 mod client;
+mod relay;
 
 pub use client::{AttestedSession, KbsClient, ResourcePath};
 pub use keys::{KeyAlgorithm, TeeKeyPair};

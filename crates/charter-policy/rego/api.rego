@@ -25,4 +25,6 @@ enforcement_points := {
 	"load_fragment": {"introducedVersion": "0.9.0", "default_results": {"allowed": false}},
 	"scratch_mount": {"introducedVersion": "0.10.0", "default_results": {"allowed": true}},
 	"scratch_unmount": {"introducedVersion": "0.10.0", "default_results": {"allowed": true}},
+	# charter's extension: sealed data volumes (a policy that does not bind it allows none).
+	"mount_sealed": {"introducedVersion": "0.10.0", "default_results": {"allowed": false}},
 }

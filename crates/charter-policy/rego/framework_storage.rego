@@ -164,6 +164,48 @@ errors contains "no scratch at path to unmount" if {
 }
 
 # ---------------------------------------------------------------------------------------------
+# mount_sealed {name, target} (charter's extension): a sealed volume the policy lists, decrypted
+# by the agent into the group's `sandbox:///tmp/atlas/sealed/<name>` directory with the key the
+# policy's broker releases for the listed resource. Containers reach it only through a mount
+# rule whose source names that directory.
+
+default policy_sealed_volumes := []
+
+policy_sealed_volumes := data.policy.sealed_volumes
+
+sealed_volume(name) := v if {
+	some v in policy_sealed_volumes
+	v.name == name
+}
+
+sealed_mounted(name) if data.metadata.sealed_mounts[name]
+
+sealed_target_ok if endswith(input.target, concat("", ["/tmp/atlas/sealed/", input.name]))
+
+default mount_sealed := {"allowed": false}
+
+mount_sealed := {"allowed": true, "metadata": [{"name": "sealed_mounts", "action": "add", "key": input.name, "value": sealed_volume(input.name).resource}]} if {
+	sealed_volume(input.name)
+	sealed_target_ok
+	not sealed_mounted(input.name)
+}
+
+errors contains "sealed volume not in policy" if {
+	input.rule == "mount_sealed"
+	not sealed_volume(input.name)
+}
+
+errors contains "sealed volume target is not its sandbox directory" if {
+	input.rule == "mount_sealed"
+	not sealed_target_ok
+}
+
+errors contains "sealed volume already mounted" if {
+	input.rule == "mount_sealed"
+	sealed_mounted(input.name)
+}
+
+# ---------------------------------------------------------------------------------------------
 # plan9_mount {target, rootPrefix, mountPathPrefix}: target = <rootPrefix>/<containerID>/mounts/m<N>
 # for a container that has candidates. The prefixes are fixed here; the input must agree.
 

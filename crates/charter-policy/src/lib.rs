@@ -124,7 +124,7 @@ pub const FRAMEWORK_REGO: [(&str, &str); 3] = [
 ];
 
 /// Every Linux enforcement point, in API order.
-pub const ENFORCEMENT_POINTS: [&str; 17] = [
+pub const ENFORCEMENT_POINTS: [&str; 18] = [
     "mount_device",
     "unmount_device",
     "mount_overlay",
@@ -142,6 +142,7 @@ pub const ENFORCEMENT_POINTS: [&str; 17] = [
     "load_fragment",
     "scratch_mount",
     "scratch_unmount",
+    "mount_sealed",
 ];
 
 /// Limits on untrusted policy and request bytes and on evaluation. Every limit exceeded during a

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::model::{Container, EnvRule, IdNameStrategy, PolicyDocument};
+use crate::model::{Container, EnvRule, IdNameStrategy, KeyBroker, PolicyDocument, SealedVolume};
 use crate::Error;
 
 pub(crate) fn typed_document(
@@ -58,6 +58,20 @@ pub(crate) fn typed_document(
      -> Result<bool, Error> {
         Ok(eval(&format!("data.policy.{name}"))? == Some(Value::Bool(true)))
     };
+    let key_broker: Option<KeyBroker> = match eval("data.policy.key_broker")? {
+        Some(v) => Some(serde_json::from_value(v).map_err(|e| field_err("key_broker", e))?),
+        None => None,
+    };
+    let sealed_volumes: Vec<SealedVolume> = match eval("data.policy.sealed_volumes")? {
+        Some(v) => serde_json::from_value(v).map_err(|e| field_err("sealed_volumes", e))?,
+        None => Vec::new(),
+    };
+    if !sealed_volumes.is_empty() && key_broker.is_none() {
+        return Err(Error::PolicyData {
+            field: "sealed_volumes".to_owned(),
+            message: "sealed volumes need a key_broker to fetch their keys from".to_owned(),
+        });
+    }
     let mut e = |p: &str| eval(p);
     Ok(Some(PolicyDocument {
         api_version: api_version.to_owned(),
@@ -71,6 +85,8 @@ pub(crate) fn typed_document(
         allow_environment_variable_dropping: flag(&mut e, "allow_environment_variable_dropping")?,
         allow_unencrypted_scratch: flag(&mut e, "allow_unencrypted_scratch")?,
         allow_capability_dropping: flag(&mut e, "allow_capability_dropping")?,
+        key_broker,
+        sealed_volumes,
     }))
 }
 

@@ -28,6 +28,35 @@ pub struct PolicyDocument {
     pub allow_environment_variable_dropping: bool,
     pub allow_unencrypted_scratch: bool,
     pub allow_capability_dropping: bool,
+    /// The key broker the agent may fetch keys from (charter's extension; absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_broker: Option<KeyBroker>,
+    /// Sealed data volumes the agent may decrypt for the group (charter's extension).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sealed_volumes: Vec<SealedVolume>,
+}
+
+/// The key broker named by the policy: since the policy is attested, neither the URL nor the
+/// certificate authority the agent trusts for it can be changed by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyBroker {
+    /// `https://host[:port]` of a KBS protocol 0.4.0 broker.
+    pub url: String,
+    /// PEM certificates the agent trusts for the broker's TLS (only these).
+    pub ca_pem: String,
+    /// Serve the workload key-release endpoint (ACI SKR API) on 127.0.0.1:8080 in the group.
+    #[serde(default)]
+    pub workload_endpoint: bool,
+}
+
+/// A sealed volume: `name` (the pod volume) is decrypted with the broker resource `resource`
+/// (`repository/type/tag`, the data key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedVolume {
+    pub name: String,
+    pub resource: String,
 }
 
 impl Default for PolicyDocument {
@@ -44,6 +73,8 @@ impl Default for PolicyDocument {
             allow_environment_variable_dropping: false,
             allow_unencrypted_scratch: false,
             allow_capability_dropping: false,
+            key_broker: None,
+            sealed_volumes: Vec::new(),
         }
     }
 }
@@ -293,6 +324,14 @@ impl PolicyDocument {
             "allow_capability_dropping",
             &self.allow_capability_dropping,
         );
+        // charter's extensions are bound only when used, so documents without them render
+        // exactly as before.
+        if let Some(kb) = &self.key_broker {
+            push_binding(&mut out, "key_broker", kb);
+        }
+        if !self.sealed_volumes.is_empty() {
+            push_binding(&mut out, "sealed_volumes", &self.sealed_volumes);
+        }
         out.push('\n');
         for point in ENFORCEMENT_POINTS {
             out.push_str(point);

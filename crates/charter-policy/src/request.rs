@@ -32,6 +32,7 @@ pub enum Request {
     LoadFragment(LoadFragment),
     ScratchMount(ScratchMount),
     ScratchUnmount(Unmount),
+    MountSealed(MountSealed),
 }
 
 impl Request {
@@ -56,6 +57,7 @@ impl Request {
             Self::LoadFragment(_) => "load_fragment",
             Self::ScratchMount(_) => "scratch_mount",
             Self::ScratchUnmount(_) => "scratch_unmount",
+            Self::MountSealed(_) => "mount_sealed",
         }
     }
 
@@ -299,4 +301,14 @@ pub struct LoadFragment {
 pub struct ScratchMount {
     pub target: String,
     pub encrypted: bool,
+}
+
+/// `mount_sealed`: the sealed volume `name` (one the policy lists under `sealed_volumes`),
+/// decrypted by the agent with the key the policy's broker releases, at `target` (the
+/// group's `sandbox:///tmp/atlas/sealed/<name>` directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSealed {
+    pub name: String,
+    pub target: String,
 }

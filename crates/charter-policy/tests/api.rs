@@ -3,7 +3,8 @@
 mod common;
 
 use charter_policy::model::{Container, EnvRule};
-use charter_policy::request::{MountDevice, NoInput, ScratchMount, Unmount};
+use charter_policy::model::{KeyBroker, SealedVolume};
+use charter_policy::request::{MountDevice, MountSealed, NoInput, ScratchMount, Unmount};
 use charter_policy::{limits, Enforcer, Error, PolicyDocument, Request};
 use sha2::{Digest, Sha256};
 
@@ -45,7 +46,8 @@ fn aci_allow_all_policy_loads_and_allows() {
     let s = e.summary();
     assert_eq!(s.api_version, "0.10.0");
     assert_eq!(s.enforcement_points.len(), 17);
-    assert!(s.missing_points.is_empty());
+    // charter's one extension point; an ACI policy does not bind it, so it is denied there.
+    assert_eq!(s.missing_points, ["mount_sealed"]);
     e.check(&mount("/anywhere", "00"))
         .unwrap()
         .commit()
@@ -211,4 +213,82 @@ fn enforcer_is_send_and_sync_and_matcher_only_for_rendered_documents() {
     assert!(!Enforcer::new(custom).unwrap().compiled_matcher_active());
     let aci = std::fs::read(common::cases_dir().join("policies/aci-allow-all.rego")).unwrap();
     assert!(!Enforcer::new(aci).unwrap().compiled_matcher_active());
+}
+
+fn sealed(name: &str, target: &str) -> Request {
+    Request::MountSealed(MountSealed {
+        name: name.into(),
+        target: target.into(),
+    })
+}
+
+#[test]
+fn sealed_volumes_are_bound_to_the_policy() {
+    let d = PolicyDocument {
+        key_broker: Some(KeyBroker {
+            url: "https://broker.example:8443".into(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+            workload_endpoint: true,
+        }),
+        sealed_volumes: vec![SealedVolume {
+            name: "owner-a".into(),
+            resource: "owner-a/data/key".into(),
+        }],
+        ..doc()
+    };
+    let text = d.to_rego();
+    assert!(text.contains("key_broker := {"), "{text}");
+    let mut e = Enforcer::new(&text).unwrap();
+    assert_eq!(e.document(), Some(&d), "the extension fields round-trip");
+    assert!(e.summary().missing_points.is_empty());
+    let dir = "/run/charter/sandbox/tmp/atlas/sealed";
+    // Not listed, or somewhere else: denied with the reason.
+    let err = e
+        .check(&sealed("owner-b", &format!("{dir}/owner-b")))
+        .unwrap_err();
+    assert!(
+        err.explanation().contains("sealed volume not in policy"),
+        "{}",
+        err.explanation()
+    );
+    let err = e
+        .check(&sealed(
+            "owner-a",
+            "/run/charter/sandbox/tmp/atlas/emptydir/owner-a",
+        ))
+        .unwrap_err();
+    assert!(
+        err.explanation().contains("not its sandbox directory"),
+        "{}",
+        err.explanation()
+    );
+    // Listed: allowed once, and the state names the resource.
+    e.check(&sealed("owner-a", &format!("{dir}/owner-a")))
+        .unwrap()
+        .commit()
+        .unwrap();
+    assert_eq!(e.metadata()["sealed_mounts"]["owner-a"], "owner-a/data/key");
+    let err = e
+        .check(&sealed("owner-a", &format!("{dir}/owner-a")))
+        .unwrap_err();
+    assert!(
+        err.explanation().contains("already mounted"),
+        "{}",
+        err.explanation()
+    );
+
+    // A policy without sealed volumes allows none.
+    let mut plain = Enforcer::new(doc().to_rego()).unwrap();
+    assert!(plain
+        .check(&sealed("owner-a", &format!("{dir}/owner-a")))
+        .is_err());
+    // Sealed volumes without a broker to fetch keys from do not load.
+    let orphan = PolicyDocument {
+        key_broker: None,
+        ..d
+    };
+    assert!(matches!(
+        Enforcer::new(orphan.to_rego()),
+        Err(Error::PolicyData { .. })
+    ));
 }

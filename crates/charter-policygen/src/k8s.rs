@@ -244,8 +244,17 @@ const HOST_PATH: &[(&str, Rule)] = &[("path", Use), ("type", Ignore)];
 /// clusterTrustBundle, ...) ends up as a file in the one read-only directory the guest sees.
 const PROJECTED: &[(&str, Rule)] = &[("sources", Ignore), ("defaultMode", Ignore)];
 const DOWNWARD_API: &[(&str, Rule)] = &[("items", Ignore), ("defaultMode", Ignore)];
+/// charter's sealed data volumes: a CSI volume of the `sealed.charter.dev` driver naming the
+/// broker resource that holds its data key.
+const CSI: &[(&str, Rule)] = &[
+    ("driver", OneOf(&[crate::pod::SEALED_DRIVER])),
+    ("readOnly", Use),
+    ("volumeAttributes", Obj(SEALED_ATTRIBUTES)),
+];
+const SEALED_ATTRIBUTES: &[(&str, Rule)] = &[("resource", Use)];
 const VOLUME: &[(&str, Rule)] = &[
     ("name", Use),
+    ("csi", Obj(CSI)),
     ("emptyDir", Obj(EMPTY_DIR)),
     ("configMap", Obj(CONFIG_MAP)),
     ("secret", Obj(SECRET)),
@@ -408,6 +417,14 @@ pub(crate) struct Volume {
     pub projected: Option<Value>,
     #[serde(rename = "downwardAPI")]
     pub downward_api: Option<Value>,
+    pub csi: Option<Csi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct Csi {
+    pub driver: String,
+    pub volume_attributes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

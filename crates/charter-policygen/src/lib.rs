@@ -112,6 +112,8 @@ pub enum Error {
     },
     #[error("settings: {0}")]
     Settings(String),
+    #[error("sealed volume {volume:?}: {message}")]
+    Sealed { volume: String, message: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -237,13 +239,17 @@ pub struct Options {
     pub seccomp_dir: Option<PathBuf>,
     /// Which pod template of a multi-template file (0-based, in file order).
     pub pod_index: Option<usize>,
+    /// The key broker the group may fetch keys from (needed by sealed volumes and the
+    /// workload key-release endpoint); attested with the rest of the policy.
+    pub key_broker: Option<charter_policy::model::KeyBroker>,
 }
 
 /// How layers are measured.
 pub struct Measuring<'a> {
     /// The diff_id → root hash cache, if any.
     pub cache: Option<&'a Cache>,
-    /// Where converted layer images are built (temporary, unlinked).
+    /// Scratch space. Unused by measurement: a converted layer is hashed as it is produced
+    /// and never written.
     pub scratch_dir: &'a Path,
     /// Hashing threads.
     pub threads: NonZeroUsize,
@@ -442,8 +448,11 @@ pub fn generate(
         containers.push(pod::container(&spec, c, &field, &facts, options, &objects)?);
     }
 
+    let sealed_volumes = pod::sealed_volumes(&spec, options)?;
     let document = PolicyDocument {
         containers,
+        key_broker: options.key_broker.clone(),
+        sealed_volumes,
         allow_properties_access: options.debug_mode,
         allow_dump_stacks: options.debug_mode,
         allow_runtime_logging: options.debug_mode,

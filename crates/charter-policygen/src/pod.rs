@@ -701,6 +701,9 @@ fn mounts(
             ("sandbox:///tmp/atlas/projected/.+".to_owned(), true)
         } else if volume.downward_api.is_some() {
             ("sandbox:///tmp/atlas/downwardapi/.+".to_owned(), true)
+        } else if volume.csi.is_some() {
+            // Checked by `sealed_volumes`: the agent decrypts it into this directory.
+            (format!("sandbox:///tmp/atlas/sealed/{}", volume.name), true)
         } else if let Some(hp) = &volume.host_path {
             if !options.allow_host_path {
                 return Err(Error::HostPath {
@@ -715,7 +718,7 @@ fn mounts(
         } else {
             return Err(Error::Unsupported {
                 fields: vec![format!(
-                    "volume {:?} (mounted at {here}): only emptyDir, configMap, secret, projected, downwardAPI and hostPath are supported",
+                    "volume {:?} (mounted at {here}): only emptyDir, configMap, secret, projected, downwardAPI, hostPath and sealed.charter.dev csi volumes are supported",
                     volume.name
                 )],
             });
@@ -732,6 +735,71 @@ fn mounts(
         if !out.iter().any(|o| o.destination == m.destination) {
             out.push(m.clone());
         }
+    }
+    Ok(out)
+}
+
+/// The CSI driver name of sealed data volumes.
+pub(crate) const SEALED_DRIVER: &str = "sealed.charter.dev";
+
+/// The pod's sealed volumes (CSI volumes of [`SEALED_DRIVER`]) with the broker resource of
+/// each one's data key; they need a key broker.
+pub(crate) fn sealed_volumes(
+    spec: &PodSpec,
+    options: &Options,
+) -> Result<Vec<charter_policy::model::SealedVolume>, Error> {
+    let mut out = Vec::new();
+    for v in &spec.volumes {
+        let Some(csi) = &v.csi else { continue };
+        let err = |message: String| Error::Sealed {
+            volume: v.name.clone(),
+            message,
+        };
+        if csi.driver != SEALED_DRIVER {
+            return Err(err(format!(
+                "csi driver {:?} is not supported (only {SEALED_DRIVER})",
+                csi.driver
+            )));
+        }
+        let name_ok = !v.name.is_empty()
+            && v.name.len() <= 63
+            && v.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !v.name.starts_with('-')
+            && !v.name.ends_with('-');
+        if !name_ok {
+            return Err(err("the name is not a DNS-1123 label".to_owned()));
+        }
+        let resource = csi.volume_attributes.get("resource").ok_or_else(|| {
+            err(
+                "volumeAttributes.resource (repository/type/tag of its data key) is missing"
+                    .to_owned(),
+            )
+        })?;
+        let parts: Vec<&str> = resource.split('/').collect();
+        let part_ok = |p: &&str| {
+            !p.is_empty()
+                && *p != "."
+                && *p != ".."
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        };
+        if parts.len() != 3 || !parts.iter().all(part_ok) {
+            return Err(err(format!(
+                "resource {resource:?} is not repository/type/tag of [A-Za-z0-9._-]"
+            )));
+        }
+        if options.key_broker.is_none() {
+            return Err(err(
+                "sealed volumes need a key broker in the policy (--key-broker URL --key-broker-ca PEM)"
+                    .to_owned(),
+            ));
+        }
+        out.push(charter_policy::model::SealedVolume {
+            name: v.name.clone(),
+            resource: resource.clone(),
+        });
     }
     Ok(out)
 }

@@ -545,3 +545,71 @@ fn a_warm_run_reads_no_layer() {
     }
     assert_eq!(gen().unwrap().rego, cold.rego);
 }
+
+#[test]
+fn sealed_volumes_bind_names_to_broker_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = common::app_image(dir.path());
+    let imgs = images(&layout);
+    let sealed = |driver: &str, resource: &str| {
+        pod(&format!(
+            "    volumeMounts: [{{name: owner-a, mountPath: /data/a}}]\n  volumes:\n  - name: owner-a\n    csi: {{driver: {driver}, readOnly: true, volumeAttributes: {{resource: {resource}}}}}\n"
+        ))
+    };
+    let broker = charter_policy::model::KeyBroker {
+        url: "https://kbs.example:8443".into(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        workload_endpoint: false,
+    };
+    let options = Options {
+        key_broker: Some(broker.clone()),
+        ..Options::default()
+    };
+    let g = run(
+        dir.path(),
+        &imgs,
+        &sealed("sealed.charter.dev", "owner-a/dataset/key"),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(g.document.key_broker, Some(broker));
+    assert_eq!(g.document.sealed_volumes.len(), 1);
+    assert_eq!(g.document.sealed_volumes[0].resource, "owner-a/dataset/key");
+    let m = g.document.containers[0]
+        .mounts
+        .iter()
+        .find(|m| m.destination == "/data/a")
+        .unwrap();
+    assert_eq!(m.source, "sandbox:///tmp/atlas/sealed/owner-a");
+    assert!(m.options.contains(&"ro".to_owned()));
+    assert!(g.rego.contains("sealed_volumes := ["));
+
+    // Without a broker, with another driver, or with a bad resource: a clear error.
+    let err = run(
+        dir.path(),
+        &imgs,
+        &sealed("sealed.charter.dev", "owner-a/dataset/key"),
+        &Options::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("need a key broker"), "{err}");
+    let err = run(
+        dir.path(),
+        &imgs,
+        &sealed("other.csi.example", "a/b/c"),
+        &options,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("csi.driver: other.csi.example"), "{err}");
+    let err = run(
+        dir.path(),
+        &imgs,
+        &sealed("sealed.charter.dev", "../../etc"),
+        &options,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("repository/type/tag"), "{err}");
+}

@@ -127,6 +127,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         cache_dir: &cache_dir,
         name: "charter-demo",
         record: None,
+        sealed: &[],
         after_start: &after,
     })?;
     if !checks_ok.load(Ordering::SeqCst) {

@@ -60,6 +60,16 @@ pub struct GenerateArgs {
     /// Directory of Localhost seccomp profiles (kubelet's seccomp root).
     #[arg(long)]
     seccomp_dir: Option<PathBuf>,
+    /// The key broker (`https://host[:port]`) the group may fetch keys from: needed by
+    /// sealed volumes and the workload endpoint; attested with the policy.
+    #[arg(long, value_name = "URL", requires = "key_broker_ca")]
+    key_broker: Option<String>,
+    /// PEM CA certificate(s) the agent trusts for --key-broker (and nothing else).
+    #[arg(long, value_name = "FILE", requires = "key_broker")]
+    key_broker_ca: Option<PathBuf>,
+    /// Serve the workload key-release endpoint (ACI SKR API) on 127.0.0.1:8080 in the group.
+    #[arg(long, requires = "key_broker")]
+    workload_endpoint: bool,
     /// Write the pod YAML with the base64 policy as annotation
     /// `io.katacontainers.config.agent.policy`.
     #[arg(long, value_name = "OUT.yaml")]
@@ -108,7 +118,12 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         }
         None => Settings::default(),
     };
+    let key_broker = match (&args.key_broker, &args.key_broker_ca) {
+        (Some(url), Some(ca)) => Some(key_broker(url, ca, args.workload_endpoint)?),
+        _ => None,
+    };
     let options = Options {
+        key_broker,
         deny_stdio: args.deny_stdio,
         debug_mode: args.debug_mode,
         allow_host_path: args.allow_host_path,
@@ -169,4 +184,26 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         ))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy's key broker: an `https://host[:port]` URL and the CA PEM it is checked with.
+fn key_broker(
+    url: &str,
+    ca: &std::path::Path,
+    workload_endpoint: bool,
+) -> Result<charter_policy::model::KeyBroker> {
+    let rest = url.strip_prefix("https://").unwrap_or_default();
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        anyhow::bail!("--key-broker {url:?}: expected https://host[:port]");
+    }
+    let ca_pem = std::fs::read_to_string(ca)
+        .with_context(|| format!("reading --key-broker-ca {}", ca.display()))?;
+    if !ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!("--key-broker-ca {}: no PEM certificate in it", ca.display());
+    }
+    Ok(charter_policy::model::KeyBroker {
+        url: url.trim_end_matches('/').to_owned(),
+        ca_pem,
+        workload_endpoint,
+    })
 }

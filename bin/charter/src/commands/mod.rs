@@ -1,6 +1,7 @@
 //! One module per subcommand family, plus the options and progress display they share.
 
 pub mod attest;
+pub mod broker;
 pub mod data;
 pub mod demo;
 mod demo_image;

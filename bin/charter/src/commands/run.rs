@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Which pod template, when the YAML has several (0-based, file order).
     #[arg(long)]
     index: Option<usize>,
+    /// `VOLUME=FILE`: the sealed file (`charter data seal`) of a sealed volume of the pod.
+    #[arg(long = "sealed", value_name = "VOLUME=FILE")]
+    sealed: Vec<String>,
     #[command(flatten)]
     cache: super::CacheArgs,
 }
@@ -129,10 +132,27 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         threads: std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN),
         observer: &bars,
     };
+    // The regenerated plan must see the same broker as the policy (sealed volumes need it).
+    let key_broker = charter_policy::Enforcer::new(policy.as_bytes())
+        .with_context(|| format!("loading policy {}", args.policy.display()))?
+        .document()
+        .and_then(|d| d.key_broker.clone());
     let options = Options {
         pod_index: args.index,
+        key_broker,
         ..Options::default()
     };
+    let mut sealed = Vec::new();
+    for spec in &args.sealed {
+        let (name, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--sealed {spec:?}: expected VOLUME=FILE"))?;
+        let file = PathBuf::from(file);
+        if !file.is_file() {
+            bail!("--sealed {name}: {} is not a file", file.display());
+        }
+        sealed.push((name.to_owned(), file));
+    }
     let generated = charter_policygen::generate(&yaml, &images, &options, &measuring)
         .with_context(|| format!("reading the pod {}", args.pod.display()))?;
     let name = args.name.clone().unwrap_or_else(|| {
@@ -157,6 +177,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         cache_dir: &cache_dir,
         name: &name,
         record: Some(&record_path),
+        sealed: &sealed,
         after_start: &|_, _| Ok(()),
     })
 }
@@ -173,6 +194,8 @@ pub(crate) struct PodRun<'a> {
     pub name: &'a str,
     /// Where to register the group for `charter exec` / `charter stop`.
     pub record: Option<&'a Path>,
+    /// The sealed files of the pod's sealed volumes, `(volume, file)`.
+    pub sealed: &'a [(String, PathBuf)],
     pub after_start: AfterStart<'a>,
 }
 
@@ -227,6 +250,11 @@ fn drive(uvm: &mut dyn Uvm, run: &PodRun<'_>) -> Result<ExitCode> {
         name,
         ..
     } = *run;
+    // The agent looks for the broker relay when the policy is set.
+    let _relay = match &generated.document.key_broker {
+        Some(kb) => Some(charter_host::start_broker_relay(uvm.layer_dir(), &kb.url)?),
+        None => None,
+    };
     let mut client = uvm.connect()?;
     client
         .call(Request::SetPolicy {
@@ -237,7 +265,12 @@ fn drive(uvm: &mut dyn Uvm, run: &PodRun<'_>) -> Result<ExitCode> {
         "charter: policy sha256 {} accepted (HOST_DATA)",
         hex::encode(Sha256::digest(policy.as_bytes()))
     );
-    let plan = charter_host::plan_pod(generated, images, cache_dir, uvm)?;
+    let mut plan = charter_host::plan_pod(generated, images, cache_dir, uvm)?;
+    plan.sealed = charter_host::place_sealed(
+        &generated.document.sealed_volumes,
+        run.sealed,
+        uvm.layer_dir(),
+    )?;
     let pod = charter_host::start_pod(&mut client, &plan)?;
     if let Some(record_path) = run.record {
         register(uvm, &plan, record_path)?;

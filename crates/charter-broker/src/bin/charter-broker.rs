@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use charter_broker::{Config, Server, TlsSource};
+use charter_broker::{serve_until_ctrl_c, ServeOptions};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -85,38 +85,25 @@ fn run(
     insecure: bool,
     sim_root: Option<PathBuf>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let admin_pem = std::fs::read_to_string(&admin)?;
-    let mut config = Config::new(listen.parse()?, db, &admin_pem);
-    if let Some((cert, key)) = tls {
-        config.tls = TlsSource::Pem { cert, key };
+    if insecure && sim_root.is_none() {
+        return Err("--insecure-allow-simulated needs --insecure-simulated-root".into());
     }
-    if let Some(t) = ttl {
-        config.broker.session_ttl = Duration::from_secs(t);
-        config.broker.token_ttl = Duration::from_secs(t);
-    }
-    if insecure {
-        let root = sim_root.ok_or("--insecure-allow-simulated needs --insecure-simulated-root")?;
-        config.broker.insecure_allow_simulated = true;
-        config.broker.insecure_simulated_root_pem = Some(std::fs::read_to_string(root)?);
+    let opts = ServeOptions {
+        db,
+        admin_public_key: admin,
+        listen: listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("--listen {listen:?}: {e}"))?,
+        tls,
+        session_ttl: ttl.map(Duration::from_secs),
+        addr_file,
+        insecure_simulated_root: if insecure { sim_root } else { None },
+    };
+    if opts.insecure_simulated_root.is_some() {
         eprintln!("charter-broker: INSECURE: accepting simulated SNP evidence");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let server = Server::bind(config).await?;
-        let addr = server.local_addr()?;
-        if let Some(f) = addr_file {
-            let tmp = f.with_extension("tmp");
-            std::fs::write(&tmp, format!("{addr}\n"))?;
-            std::fs::rename(&tmp, &f)?;
-        }
+    serve_until_ctrl_c(&opts, |addr| {
         eprintln!("charter-broker: listening on https://{addr}");
-        server
-            .run(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        Ok::<(), Box<dyn std::error::Error>>(())
-    })
+    })?;
+    Ok(())
 }
