@@ -50,6 +50,9 @@ enum Command {
     /// Run the key broker, make its admin key and release policies, and administer it.
     #[command(subcommand)]
     Broker(commands::broker::BrokerCmd),
+    /// Build the QEMU utility VM image and compute its measurements.
+    #[command(subcommand)]
+    Uvm(commands::uvm::UvmCmd),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Broker(cmd) => commands::broker::run(cmd),
+        Command::Uvm(cmd) => commands::uvm::run(cmd),
     };
     match result {
         Ok(code) => code,

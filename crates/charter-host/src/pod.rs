@@ -224,7 +224,8 @@ fn user_of(c: &Container) -> UserSpec {
 }
 
 /// Plans `generated` (the pod's policy generation): builds the layer images of its images into
-/// `uvm`'s layer directory (reusing `cache_dir`) and derives each container's requests.
+/// `layer_dir` (a UVM's [`Uvm::layer_dir`], or a staging directory for a launcher that takes
+/// its layers at launch), reusing `cache_dir`, and derives each container's requests.
 ///
 /// # Errors
 /// [`Error::Pod`] when a container cannot be driven; image and I/O errors.
@@ -232,12 +233,12 @@ pub fn plan_pod(
     generated: &Generated,
     images: &dyn ImageResolver,
     cache_dir: &Path,
-    uvm: &dyn Uvm,
+    layer_dir: &Path,
 ) -> Result<PodPlan, Error> {
     let mut layers_of = std::collections::BTreeMap::new();
     for summary in &generated.images {
         let image = images.open(&summary.reference)?;
-        let files = materialize_image(&image, cache_dir, uvm.layer_dir())?;
+        let files = materialize_image(&image, cache_dir, layer_dir)?;
         layers_of.insert(summary.reference.clone(), files);
     }
     let mut containers = Vec::new();

@@ -128,6 +128,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         name: "charter-demo",
         record: None,
         sealed: &[],
+        uvm: super::run::UvmChoice::Sandbox,
         after_start: &after,
     })?;
     if !checks_ok.load(Ordering::SeqCst) {

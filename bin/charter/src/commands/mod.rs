@@ -12,6 +12,8 @@ pub mod output;
 pub mod policy;
 mod progress;
 pub mod run;
+mod run_qemu;
+pub mod uvm;
 
 use std::num::NonZeroUsize;
 

@@ -36,9 +36,14 @@ pub struct RunArgs {
     /// Speak plain HTTP to this registry (`host[:port]`).
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
-    /// The utility VM: `sandbox` (namespaces, simulated TEE; INSECURE, for development).
-    #[arg(long, default_value = "sandbox")]
+    /// The utility VM: `sandbox` (namespaces, simulated TEE; INSECURE, for development) or
+    /// `qemu` (a QEMU VM booted from --uvm-image, layers under kernel dm-verity; simulated TEE
+    /// without SNP hardware).
+    #[arg(long, default_value = "sandbox", value_parser = ["sandbox", "qemu"])]
     uvm: String,
+    /// The QEMU UVM image (`charter uvm build --insecure-simulated-tee` output) for --uvm qemu.
+    #[arg(long, value_name = "DIR", required_if_eq("uvm", "qemu"))]
+    uvm_image: Option<PathBuf>,
     /// Name of the group for `charter exec` / `charter stop` (default: the pod's name).
     #[arg(long)]
     name: Option<String>,
@@ -98,12 +103,10 @@ fn group_file(name: &str) -> Result<PathBuf> {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    if args.uvm != "sandbox" {
-        bail!(
-            "--uvm {:?} is not available here: the only launcher is `sandbox`",
-            args.uvm
-        );
-    }
+    let uvm = match &args.uvm_image {
+        Some(dir) if args.uvm == "qemu" => UvmChoice::Qemu(dir.clone()),
+        _ => UvmChoice::Sandbox,
+    };
     let policy = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("reading policy {}", args.policy.display()))?;
     let mut images = LocalImages::new(Platform::default());
@@ -163,6 +166,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     });
     let record_path = group_file(&name)?;
+    if let UvmChoice::Qemu(_) = uvm {
+        if generated.document.key_broker.is_some() {
+            bail!("--uvm qemu: the key broker relay is not wired into the QEMU UVM yet (use --uvm sandbox)");
+        }
+    }
     if record_path.exists() {
         bail!(
             "a group named {name:?} is already running (or {} is stale: remove it)",
@@ -176,7 +184,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         images: &images,
         cache_dir: &cache_dir,
         name: &name,
-        record: Some(&record_path),
+        // exec/stop reach a group through its agent socket; the QEMU UVM has ports, not that.
+        record: matches!(uvm, UvmChoice::Sandbox).then_some(record_path.as_path()),
+        uvm,
         sealed: &sealed,
         after_start: &|_, _| Ok(()),
     })
@@ -184,6 +194,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 
 /// A hook run once the pod has started (the demo attests and tampers here).
 pub(crate) type AfterStart<'a> = &'a dyn Fn(&dyn Uvm, &charter_host::PodPlan) -> Result<()>;
+
+/// Which utility VM runs the pod.
+pub(crate) enum UvmChoice {
+    /// Namespaces on this host (INSECURE simulated TEE).
+    Sandbox,
+    /// QEMU booted from the image in this directory.
+    Qemu(PathBuf),
+}
 
 /// Everything [`run_pod`] needs.
 pub(crate) struct PodRun<'a> {
@@ -196,6 +214,7 @@ pub(crate) struct PodRun<'a> {
     pub record: Option<&'a Path>,
     /// The sealed files of the pod's sealed volumes, `(volume, file)`.
     pub sealed: &'a [(String, PathBuf)],
+    pub uvm: UvmChoice,
     pub after_start: AfterStart<'a>,
 }
 
@@ -203,6 +222,9 @@ pub(crate) struct PodRun<'a> {
 /// Ctrl-C), stops the UVM.
 pub(crate) fn run_pod(run: &PodRun<'_>) -> Result<ExitCode> {
     let digest: [u8; 32] = Sha256::digest(run.policy.as_bytes()).into();
+    if let UvmChoice::Qemu(dir) = &run.uvm {
+        return super::run_qemu::run_pod_qemu(run, dir, digest);
+    }
     let launcher = SandboxLauncher::default();
     eprintln!(
         "charter: starting the {} UVM (INSECURE: simulated TEE)",
@@ -212,7 +234,7 @@ pub(crate) fn run_pod(run: &PodRun<'_>) -> Result<ExitCode> {
         policy_digest: digest,
         agent: charter_host::find_agent()?,
     })?;
-    let result = drive(&mut *uvm, run);
+    let result = drive(&mut *uvm, run, None);
     if let Some(r) = run.record {
         let _ = std::fs::remove_file(r);
     }
@@ -241,7 +263,13 @@ fn register(uvm: &dyn Uvm, plan: &charter_host::PodPlan, record_path: &Path) -> 
         .with_context(|| format!("writing {}", record_path.display()))
 }
 
-fn drive(uvm: &mut dyn Uvm, run: &PodRun<'_>) -> Result<ExitCode> {
+/// Sets the policy, starts the pod (`plan`, or one planned into the UVM's layer directory) and
+/// streams its stdio until every container exits.
+pub(crate) fn drive(
+    uvm: &mut dyn Uvm,
+    run: &PodRun<'_>,
+    plan: Option<charter_host::PodPlan>,
+) -> Result<ExitCode> {
     let PodRun {
         policy,
         generated,
@@ -265,7 +293,10 @@ fn drive(uvm: &mut dyn Uvm, run: &PodRun<'_>) -> Result<ExitCode> {
         "charter: policy sha256 {} accepted (HOST_DATA)",
         hex::encode(Sha256::digest(policy.as_bytes()))
     );
-    let mut plan = charter_host::plan_pod(generated, images, cache_dir, uvm)?;
+    let mut plan = match plan {
+        Some(p) => p,
+        None => charter_host::plan_pod(generated, images, cache_dir, uvm.layer_dir())?,
+    };
     plan.sealed = charter_host::place_sealed(
         &generated.document.sealed_volumes,
         run.sealed,

@@ -1,0 +1,59 @@
+//! `charter run --uvm qemu`: the pod in a QEMU utility VM. Layer disks are fixed when QEMU
+//! starts, so the pod is planned first (layer images built into a staging directory), each
+//! distinct layer becomes a read-only virtio disk whose serial is its `mount_device` source,
+//! and then the VM boots with the policy's digest as HOST_DATA.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use charter_host::{LaunchConfig, LayerDisk, QemuLauncher, Uvm};
+
+use super::run::{drive, PodRun};
+
+pub(crate) fn run_pod_qemu(
+    run: &PodRun<'_>,
+    image_dir: &Path,
+    digest: [u8; 32],
+) -> Result<ExitCode> {
+    let image = charter_uvm::UvmImage::open(image_dir)
+        .with_context(|| format!("reading the UVM image in {}", image_dir.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix("charter-qemu-layers-")
+        .tempdir()
+        .context("creating a staging directory for layer images")?;
+    let mut plan =
+        charter_host::plan_pod(run.generated, run.images, run.cache_dir, staging.path())?;
+    let mut launcher = QemuLauncher::new(&image.kernel, &image.initrd, &image.cmdline);
+    let mut serials: BTreeMap<String, String> = BTreeMap::new();
+    for c in &mut plan.containers {
+        for l in &mut c.layers {
+            let next = format!("layer{}", serials.len());
+            let serial = serials.entry(l.file_name.clone()).or_insert_with(|| {
+                launcher.layers.push(LayerDisk {
+                    serial: next.clone(),
+                    path: staging.path().join(&l.file_name),
+                });
+                next
+            });
+            l.file_name = serial.clone();
+        }
+    }
+    eprintln!(
+        "charter: booting the QEMU UVM ({} layer disk(s), {}; INSECURE: simulated TEE)",
+        launcher.layers.len(),
+        match launcher.accel {
+            charter_host::Accel::Kvm => "KVM",
+            charter_host::Accel::Tcg => "TCG",
+        }
+    );
+    let mut uvm = launcher.launch_qemu(&LaunchConfig {
+        policy_digest: digest,
+        agent: image.initrd.clone(),
+    })?;
+    eprintln!("charter: UVM up in {:.1} s", uvm.boot_time().as_secs_f64());
+    let result = drive(&mut uvm, run, Some(plan));
+    uvm.stop()?;
+    result
+}
