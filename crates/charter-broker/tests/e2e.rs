@@ -509,7 +509,7 @@ fn relay(
                     if n == 0 {
                         break;
                     }
-                    if tamper && first && n > 10 {
+                    if tamper && first {
                         buf[n - 1] ^= 1;
                     }
                     first = false;
