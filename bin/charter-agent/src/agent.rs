@@ -72,6 +72,11 @@ pub struct Config {
     pub host_dir: PathBuf,
     /// The OCI runtime binary.
     pub runc: PathBuf,
+    /// The host's scratch disk (utility VM): scratch goes there under dm-crypt and
+    /// dm-integrity. `None`: scratch is tmpfs in guest memory.
+    pub scratch_disk: Option<PathBuf>,
+    /// `mke2fs`, for the file system on the encrypted scratch.
+    pub mke2fs: PathBuf,
 }
 
 pub(crate) struct Core {

@@ -18,12 +18,19 @@ use crate::streams::{ExitCell, LogRing, StreamBuf};
 
 mod sealed;
 
-/// Scratch is a tmpfs in guest memory. Under SEV-SNP guest memory is encrypted by the CPU, so
-/// the policy input says `encrypted: true`; in the insecure sandbox nothing is encrypted and
-/// the whole TEE is simulated.
+/// Scratch is encrypted either way, so the policy input says `encrypted: true`: in the utility
+/// VM it lives on the host's scratch disk under dm-crypt and dm-integrity with keys made in the
+/// guest ([`charter_mount::EncryptedScratch`]); without a scratch disk it is a tmpfs in guest
+/// memory, which SEV-SNP encrypts (in the insecure sandbox nothing is encrypted, and the whole
+/// TEE is simulated).
 const SCRATCH_ENCRYPTED: bool = true;
 /// Scratch tmpfs size limit per container.
 const SCRATCH_BYTES: u64 = 1 << 30;
+/// Where the encrypted scratch disk's file system is mounted; each container's scratch is a
+/// directory in it, bind-mounted at its scratch target.
+const SCRATCH_STORE: &str = "/run/charter/scratch-store";
+/// Where `mke2fs` writes the new file system first (a sparse file on the `/run` tmpfs).
+const SCRATCH_STAGING: &str = "/run/charter/scratch-fs.staging";
 
 pub(crate) struct Guest {
     pub config: Config,
@@ -38,6 +45,8 @@ pub(crate) struct Guest {
     pub broker: Option<Arc<crate::keys::Broker>>,
     /// Opened sealed volumes: name -> tmpfs.
     sealed: BTreeMap<String, PathBuf>,
+    /// The encrypted scratch disk, once the first scratch is mounted.
+    scratch_store: Option<charter_mount::EncryptedScratch>,
 }
 
 pub(crate) fn failed(what: impl std::fmt::Display) -> AgentError {
@@ -59,6 +68,7 @@ impl Guest {
             external: Container::external(),
             broker: None,
             sealed: BTreeMap::new(),
+            scratch_store: None,
         }
     }
 
@@ -255,9 +265,44 @@ impl Guest {
             return Err(refused(format!("scratch already mounted at {target}")));
         }
         std::fs::create_dir_all(target).map_err(|e| failed(format!("{target}: {e}")))?;
-        charter_mount::mount_tmpfs(Path::new(target), SCRATCH_BYTES, 0o700).map_err(failed)?;
+        match self.scratch_store_dir()? {
+            Some(store) => {
+                use std::os::unix::fs::DirBuilderExt;
+                let dir = store.join(name);
+                // Left over from an earlier scratch of the same name: start empty.
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+                }
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+                charter_mount::bind_mount(&dir, Path::new(target)).map_err(failed)?;
+            }
+            None => charter_mount::mount_tmpfs(Path::new(target), SCRATCH_BYTES, 0o700)
+                .map_err(failed)?,
+        }
         self.scratch.insert(name.to_owned(), PathBuf::from(target));
         Ok(())
+    }
+
+    /// The encrypted scratch store's mount point, setting it up on first use; `None` without
+    /// a scratch disk. A failure is an error, never a fallback to plaintext on the host's disk.
+    fn scratch_store_dir(&mut self) -> Result<Option<PathBuf>, AgentError> {
+        let Some(disk) = self.config.scratch_disk.clone() else {
+            return Ok(None);
+        };
+        let dir = PathBuf::from(SCRATCH_STORE);
+        if self.scratch_store.is_none() {
+            let store = charter_mount::EncryptedScratch::open(&disk).map_err(failed)?;
+            std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{SCRATCH_STORE}: {e}")))?;
+            store
+                .format_and_mount(&self.config.mke2fs, Path::new(SCRATCH_STAGING), &dir)
+                .map_err(failed)?;
+            self.scratch_store = Some(store);
+        }
+        Ok(Some(dir))
     }
 
     fn scratch_unmount(&mut self, _allowed: &Allowed<'_>, target: &str) -> Result<(), AgentError> {
@@ -275,6 +320,10 @@ impl Guest {
             )));
         }
         charter_mount::unmount(Path::new(target)).map_err(failed)?;
+        if self.scratch_store.is_some() {
+            let dir = Path::new(SCRATCH_STORE).join(&name);
+            std::fs::remove_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        }
         self.scratch.remove(&name);
         Ok(())
     }

@@ -17,6 +17,8 @@
 //! `/run/charter/disks/<serial>` (a symlink to `/dev/vdX`); that directory is the agent's host
 //! directory, so a `mount_device` source is the serial the host gave the disk. The disk's
 //! contents are never trusted: the agent puts it under dm-verity with the policy's root hash.
+//! The disk with serial `charter-scratch` is not a layer: scratch goes there, encrypted and
+//! authenticated with keys made in the guest (`charter_mount::EncryptedScratch`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -39,6 +41,12 @@ const AGENT_SOCKET: &str = "/run/charter/agent.sock";
 const TEE_SOCKET: &str = "/run/charter/tee.sock";
 /// Layer disks by serial.
 const DISK_DIR: &str = "/run/charter/disks";
+/// The serial of the host's scratch disk (never a layer source).
+const SCRATCH_SERIAL: &str = "charter-scratch";
+/// Where the scratch disk is linked (outside the host directory).
+const SCRATCH_DISK: &str = "/run/charter/scratch.disk";
+/// `mke2fs` in the initramfs (`charter_uvm::MKE2FS_PATH`).
+const MKE2FS: &str = "/usr/sbin/mke2fs";
 /// Virtio-serial port names.
 const AGENT_PORT_PREFIX: &str = "charter.agent.";
 const TEE_PORT: &str = "charter.tee.insecure";
@@ -47,6 +55,8 @@ const INSECURE_TEE_PARAM: &str = "charter.tee=insecure-simulated";
 /// Where `charter-uvm` puts the modules and their load order.
 const MODULE_ORDER: &str = "/lib/charter/modules.order";
 const MODULE_DIR: &str = "/lib/charter/modules";
+/// How often an agent port without a host connection is looked at again.
+const NO_HOST_NAP: Duration = Duration::from_millis(25);
 /// Largest simulated-TEE answer relayed (matches the provider's limit).
 const MAX_TEE_ANSWER: u32 = 256 * 1024;
 
@@ -82,7 +92,7 @@ fn run(start: Instant) -> Result<(), String> {
     load_modules();
     std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let ports = wait_for_ports(Duration::from_secs(5));
-    name_disks()?;
+    let scratch_disk = name_disks()?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let insecure_tee = cmdline.split_whitespace().any(|p| p == INSECURE_TEE_PARAM);
     let tee = if insecure_tee {
@@ -114,6 +124,8 @@ fn run(start: Instant) -> Result<(), String> {
         sandbox_root: None,
         tee,
         runc: PathBuf::from("/usr/sbin/runc"),
+        scratch_disk,
+        mke2fs: PathBuf::from(MKE2FS),
     })
 }
 
@@ -256,12 +268,14 @@ fn wait_for_ports(timeout: Duration) -> Vec<(String, PathBuf)> {
     }
 }
 
-/// `/run/charter/disks/<serial>` -> `/dev/vdX` for each virtio disk with a plain serial.
-fn name_disks() -> Result<(), String> {
+/// `/run/charter/disks/<serial>` -> `/dev/vdX` for each virtio disk with a plain serial, except
+/// the scratch disk (serial `charter-scratch`), which is linked at `SCRATCH_DISK` and returned.
+fn name_disks() -> Result<Option<PathBuf>, String> {
     std::fs::create_dir_all(DISK_DIR).map_err(|e| format!("{DISK_DIR}: {e}"))?;
     let Ok(rd) = std::fs::read_dir("/sys/block") else {
-        return Ok(());
+        return Ok(None);
     };
+    let mut scratch = None;
     for e in rd.flatten() {
         let dev = e.file_name().to_string_lossy().into_owned();
         if !dev.starts_with("vd") {
@@ -280,11 +294,21 @@ fn name_disks() -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let link = Path::new(DISK_DIR).join(serial);
+        let link = if serial == SCRATCH_SERIAL {
+            if scratch.is_some() {
+                return Err(format!(
+                    "more than one disk has the serial {SCRATCH_SERIAL}"
+                ));
+            }
+            scratch = Some(PathBuf::from(SCRATCH_DISK));
+            PathBuf::from(SCRATCH_DISK)
+        } else {
+            Path::new(DISK_DIR).join(serial)
+        };
         std::os::unix::fs::symlink(&node, &link)
             .map_err(|e| format!("{} -> {}: {e}", link.display(), node.display()))?;
     }
-    Ok(())
+    Ok(scratch)
 }
 
 fn open_port(dev: &Path) -> Result<File, String> {
@@ -307,14 +331,17 @@ fn port_bridge(dev: &Path) {
         }
     };
     loop {
-        // Wait for the host to connect and write.
+        // Wait for the host to connect and write. While no host is connected the port polls
+        // as `POLLHUP` (and `POLLIN`: a read would not block, it returns end-of-file), level
+        // triggered, and nothing signals a connection: look again after a nap.
         let mut fds = [PollFd::new(&port, PollFlags::IN)];
         let ready = poll(&mut fds, Some(&secs(1))).unwrap_or(0);
         let revents = fds[0].revents();
+        if revents.contains(PollFlags::HUP) {
+            std::thread::sleep(NO_HOST_NAP);
+            continue;
+        }
         if ready == 0 || !revents.contains(PollFlags::IN) {
-            if revents.contains(PollFlags::HUP) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
             continue;
         }
         let conn = match connect_agent() {

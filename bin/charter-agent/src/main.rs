@@ -39,6 +39,10 @@ struct Args {
     sandbox_root: Option<PathBuf>,
     tee: String,
     runc: PathBuf,
+    /// The host's disk for encrypted scratch (the utility VM), else scratch is tmpfs.
+    scratch_disk: Option<PathBuf>,
+    /// `mke2fs` for the encrypted scratch.
+    mke2fs: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,6 +74,8 @@ fn parse_args() -> Result<Args, String> {
         sandbox_root,
         tee,
         runc,
+        scratch_disk: None,
+        mke2fs: PathBuf::from("/usr/sbin/mke2fs"),
     })
 }
 
@@ -109,6 +115,8 @@ fn run_with(mut args: Args) -> Result<(), String> {
         agent::Config {
             host_dir: args.host_dir,
             runc: args.runc,
+            scratch_disk: args.scratch_disk,
+            mke2fs: args.mke2fs,
         },
         tee,
     ));

@@ -17,8 +17,12 @@
 //! TCG is the default: on this machine kind `/dev/kvm` exists but a standard guest kernel
 //! hangs under it (`../shared/research/uvm-feasibility.md`).
 //!
+//! * a scratch disk (a sparse file in the VM's working directory, serial `charter-scratch`):
+//!   the guest keeps container writes there under dm-crypt and dm-integrity with keys it makes
+//!   itself, so the file holds only ciphertext and tags.
+//!
 //! Not yet: vsock (the guest agent listens on virtio-serial only), hot-plugged layer disks
-//! (disks are fixed at launch), encrypted scratch under dm-crypt + dm-integrity.
+//! (disks are fixed at launch).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -46,6 +50,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 const READY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `connect` waits for a free agent port.
 const PORT_WAIT: Duration = Duration::from_secs(60);
+/// The scratch disk's default size (sparse: only what the guest writes takes space).
+pub const DEFAULT_SCRATCH_MIB: u64 = 4096;
+/// The scratch disk's serial (the guest never treats it as a layer).
+pub const SCRATCH_SERIAL: &str = "charter-scratch";
+/// The scratch disk's file name in the VM's working directory.
+const SCRATCH_FILE: &str = "scratch.img";
 
 /// Which accelerator QEMU uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +112,8 @@ pub struct QemuLauncher {
     pub accel: Accel,
     /// Agent ports (concurrent host connections).
     pub agent_ports: usize,
+    /// Size of the scratch disk in MiB (a sparse file); 0: no disk, scratch is guest memory.
+    pub scratch_mib: u64,
     /// Directory of the simulated AMD-SP's keys (without SNP).
     pub simulator_dir: PathBuf,
     /// Parent of each UVM's working directory.
@@ -111,7 +123,8 @@ pub struct QemuLauncher {
 }
 
 impl QemuLauncher {
-    /// A TCG launcher with 1 GiB, one vCPU, 8 agent ports, the simulated TEE and no layers.
+    /// A TCG launcher with 1 GiB, one vCPU, 8 agent ports, a 4 GiB scratch disk, the simulated
+    /// TEE and no layers.
     #[must_use]
     pub fn new(kernel: &Path, initrd: &Path, cmdline: &str) -> Self {
         Self {
@@ -124,6 +137,7 @@ impl QemuLauncher {
             vcpus: 1,
             accel: Accel::Tcg,
             agent_ports: 8,
+            scratch_mib: DEFAULT_SCRATCH_MIB,
             simulator_dir: charter_attest_insecure_sim::default_dir(),
             work_parent: std::env::temp_dir(),
             snp: None,
@@ -228,7 +242,25 @@ impl QemuLauncher {
                 "virtserialport,bus=vser0.0,chardev=tee,name=charter.tee.insecure",
             ]);
         }
+        if self.scratch_mib > 0 {
+            push(&[
+                "-drive",
+                &format!(
+                    "file={},format=raw,if=none,id=scratch,discard=ignore",
+                    w(SCRATCH_FILE)
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtio-blk-pci,drive=scratch,serial={SCRATCH_SERIAL}"),
+            ]);
+        }
         for (i, disk) in self.layers.iter().enumerate() {
+            if disk.serial == SCRATCH_SERIAL {
+                return Err(unsupported(format!(
+                    "layer disk serial {SCRATCH_SERIAL:?} is the scratch disk's"
+                )));
+            }
             if disk.serial.is_empty()
                 || disk.serial.len() > 20
                 || !charter_agent_api::paths::valid_component(&disk.serial)
@@ -283,6 +315,12 @@ impl QemuLauncher {
             .tempdir_in(&self.work_parent)
             .map_err(io_err(&self.work_parent))?;
         let args = self.args(work.path(), &config.policy_digest)?;
+        if self.scratch_mib > 0 {
+            let path = work.path().join(SCRATCH_FILE);
+            std::fs::File::create(&path)
+                .and_then(|f| f.set_len(self.scratch_mib.saturating_mul(1 << 20)))
+                .map_err(io_err(&path))?;
+        }
         let (measurement, root_pem, tee) = match &self.snp {
             Some(snp) => (snp.expected_measurement, None, None),
             None => {
@@ -317,15 +355,12 @@ impl QemuLauncher {
                     self.qemu.display()
                 ))
             })?;
-        let ports = (0..self.agent_ports)
+        let ports: Vec<PathBuf> = (0..self.agent_ports)
             .map(|i| work.path().join(format!("agent{i}.sock")))
             .collect();
         let mut uvm = QemuUvm {
             child: Some(child),
-            pool: Arc::new(PortPool {
-                free: Mutex::new(ports),
-                cond: Condvar::new(),
-            }),
+            pool: Arc::new(PortPool::new(ports)),
             measurement,
             root_pem,
             work_dir: work.path().to_owned(),
@@ -427,27 +462,53 @@ fn serve_tee(socket: PathBuf, guest: InsecureSimulatedGuest) {
 }
 
 /// The agent ports not in use, least recently released first.
+///
+/// A released port rests for [`PORT_REST`] before it is handed out again: a virtio-serial port
+/// tells the guest that a session ended only by the host side hanging up, and the guest must
+/// see that (a `POLLHUP` while nobody is connected) before the next session connects, or it
+/// would carry on the old agent connection into the new session.
 #[derive(Debug)]
 struct PortPool {
-    free: Mutex<VecDeque<PathBuf>>,
+    free: Mutex<VecDeque<(PathBuf, Instant)>>,
     cond: Condvar,
 }
 
+/// How long a released agent port rests (see [`PortPool`]).
+const PORT_REST: Duration = Duration::from_millis(200);
+
 impl PortPool {
+    fn new(ports: impl IntoIterator<Item = PathBuf>) -> PortPool {
+        let long_ago = Instant::now()
+            .checked_sub(PORT_REST)
+            .unwrap_or_else(Instant::now);
+        PortPool {
+            free: Mutex::new(ports.into_iter().map(|p| (p, long_ago)).collect()),
+            cond: Condvar::new(),
+        }
+    }
+
     fn take(&self, wait: Duration) -> Option<PathBuf> {
         let deadline = Instant::now() + wait;
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(p) = free.pop_front() {
-                return Some(p);
+            let now = Instant::now();
+            // The least recently released port is the first to have rested.
+            let mut next_ready = None;
+            if let Some((_, released)) = free.front() {
+                let ready = *released + PORT_REST;
+                if ready <= now {
+                    return free.pop_front().map(|(p, _)| p);
+                }
+                next_ready = Some(ready);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return None;
             }
+            let nap = next_ready.map_or(left, |r| r.saturating_duration_since(now).min(left));
             free = self
                 .cond
-                .wait_timeout(free, left)
+                .wait_timeout(free, nap)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -457,7 +518,7 @@ impl PortPool {
         self.free
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push_back(port);
+            .push_back((port, Instant::now()));
         self.cond.notify_one();
     }
 }
@@ -519,6 +580,14 @@ impl QemuUvm {
         std::fs::read_to_string(self.work_dir.join("console.log")).unwrap_or_default()
     }
 
+    /// The scratch disk's file on the host (`None` without one): the guest writes only
+    /// ciphertext and integrity tags to it.
+    #[must_use]
+    pub fn scratch_disk(&self) -> Option<PathBuf> {
+        let p = self.work_dir.join(SCRATCH_FILE);
+        p.is_file().then_some(p)
+    }
+
     /// Wall time from starting QEMU until the agent first answered `status`.
     #[must_use]
     pub fn boot_time(&self) -> Duration {
@@ -530,42 +599,85 @@ impl QemuUvm {
         wait: Duration,
         read_timeout: Option<Duration>,
     ) -> Result<Client<UnixStream>, Error> {
-        let port = self
-            .pool
-            .take(wait)
-            .ok_or_else(|| launch_failed(format!("no free agent port within {wait:?}")))?;
-        let upstream = match UnixStream::connect(&port) {
-            Ok(s) => s,
-            Err(e) => {
-                self.pool.give_back(port.clone());
-                return Err(Error::Io {
-                    path: port.display().to_string(),
-                    source: e,
-                });
-            }
-        };
-        let (client, relay) = UnixStream::pair().map_err(io_err(&port))?;
+        let (client, relay) = UnixStream::pair().map_err(io_err(&self.work_dir))?;
         client
             .set_read_timeout(read_timeout)
-            .map_err(io_err(&port))?;
-        let pool = Arc::clone(&self.pool);
-        let up2 = upstream.try_clone().map_err(io_err(&port))?;
-        let relay2 = relay.try_clone().map_err(io_err(&port))?;
-        std::thread::spawn(move || {
-            let back = std::thread::spawn(move || {
-                let (mut from, mut to) = (up2, relay2);
-                let _ = std::io::copy(&mut from, &mut to);
-                let _ = to.shutdown(Shutdown::Both);
-            });
-            let (mut from, mut to) = (relay, upstream);
-            let _ = std::io::copy(&mut from, &mut to);
-            // The caller closed its end: end the session (the guest sees the port hang up).
-            let _ = to.shutdown(Shutdown::Both);
-            let _ = back.join();
-            pool.give_back(port);
-        });
+            .map_err(io_err(&self.work_dir))?;
+        relay_to_port(&self.pool, relay, wait)?;
         Ok(Client::new(client))
     }
+
+    /// Serves the agent protocol on the unix socket `<work dir>/agent.sock` (what
+    /// [`Uvm::layer_dir`]`.join("agent.sock")` names, as for the sandbox), each connection
+    /// relayed to a free agent port, so that other processes (`charter exec`, `charter stop`)
+    /// reach the agent. Runs until the VM stops.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the socket cannot be bound.
+    pub fn serve_agent_socket(&self) -> Result<PathBuf, Error> {
+        let path = self.work_dir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
+        let pool = Arc::clone(&self.pool);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                // A caller that finds every port busy gets its connection closed.
+                let _ = relay_to_port(&pool, conn, PORT_WAIT);
+            }
+        });
+        Ok(path)
+    }
+}
+
+/// Relays `downstream` to a free agent port (waiting up to `wait` for one) on two threads;
+/// when either side closes, the session ends (the guest sees the port hang up) and the port
+/// goes back to the pool.
+fn relay_to_port(
+    pool: &Arc<PortPool>,
+    downstream: UnixStream,
+    wait: Duration,
+) -> Result<(), Error> {
+    let port = pool
+        .take(wait)
+        .ok_or_else(|| launch_failed(format!("no free agent port within {wait:?}")))?;
+    let upstream = match UnixStream::connect(&port) {
+        Ok(s) => s,
+        Err(e) => {
+            pool.give_back(port.clone());
+            return Err(Error::Io {
+                path: port.display().to_string(),
+                source: e,
+            });
+        }
+    };
+    let clones = upstream
+        .try_clone()
+        .and_then(|u| Ok((u, downstream.try_clone()?)));
+    let (up2, down2) = match clones {
+        Ok(c) => c,
+        Err(e) => {
+            pool.give_back(port.clone());
+            return Err(Error::Io {
+                path: port.display().to_string(),
+                source: e,
+            });
+        }
+    };
+    let pool = Arc::clone(pool);
+    std::thread::spawn(move || {
+        let back = std::thread::spawn(move || {
+            let (mut from, mut to) = (up2, down2);
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+        let (mut from, mut to) = (downstream, upstream);
+        let _ = std::io::copy(&mut from, &mut to);
+        // The caller closed its end: end the session (the guest sees the port hang up).
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = back.join();
+        pool.give_back(port);
+    });
+    Ok(())
 }
 
 impl Uvm for QemuUvm {
@@ -644,6 +756,14 @@ mod tests {
         .is_some());
         assert!(arg_after(&args, "-device", "name=charter.tee.insecure").is_some());
         assert!(arg_after(&args, "-device", "name=charter.agent.7").is_some());
+        assert_eq!(
+            arg_after(&args, "-device", "drive=scratch"),
+            Some("virtio-blk-pci,drive=scratch,serial=charter-scratch")
+        );
+        assert_eq!(
+            arg_after(&args, "-drive", "id=scratch"),
+            Some("file=/w/scratch.img,format=raw,if=none,id=scratch,discard=ignore")
+        );
         assert!(arg_after(&args, "-object", "sev-snp-guest").is_none());
     }
 
@@ -688,6 +808,21 @@ mod tests {
     }
 
     #[test]
+    fn released_ports_rest_before_reuse() {
+        let pool = PortPool::new([PathBuf::from("a")]);
+        let t = Instant::now();
+        let a = pool.take(Duration::from_secs(1)).unwrap();
+        assert!(
+            pool.take(Duration::ZERO).is_none(),
+            "the only port is in use"
+        );
+        pool.give_back(a);
+        assert!(pool.take(Duration::ZERO).is_none(), "a released port rests");
+        assert_eq!(pool.take(Duration::from_secs(5)), Some(PathBuf::from("a")));
+        assert!(t.elapsed() >= PORT_REST);
+    }
+
+    #[test]
     fn refused_settings() {
         let l = QemuLauncher::new(Path::new("/k"), Path::new("/i"), "console=ttyS0");
         assert!(l.args(Path::new("/w"), &[0; 32]).is_err(), "no TEE at all");
@@ -699,5 +834,10 @@ mod tests {
         assert!(l.args(Path::new("/w"), &[0; 32]).is_err());
         l.layers[0].serial = "much-too-long-for-virtio".into();
         assert!(l.args(Path::new("/w"), &[0; 32]).is_err());
+        l.layers[0].serial = SCRATCH_SERIAL.into();
+        assert!(
+            l.args(Path::new("/w"), &[0; 32]).is_err(),
+            "a layer posing as scratch"
+        );
     }
 }

@@ -42,15 +42,15 @@ use crate::Error;
 pub const DM_CONTROL: &str = "/dev/mapper/control";
 
 /// `sizeof(struct dm_ioctl)`.
-const DM_IOCTL_SIZE: usize = 312;
+pub(crate) const DM_IOCTL_SIZE: usize = 312;
 /// `sizeof(struct dm_target_spec)`.
-const DM_TARGET_SPEC_SIZE: usize = 40;
+pub(crate) const DM_TARGET_SPEC_SIZE: usize = 40;
 /// `DM_NAME_LEN`.
 const DM_NAME_LEN: usize = 128;
 /// Interface version asked for (major must be 4).
 const DM_VERSION: [u32; 3] = [4, 0, 0];
 /// `DM_READONLY_FLAG`.
-const DM_READONLY_FLAG: u32 = 1;
+pub(crate) const DM_READONLY_FLAG: u32 = 1;
 /// `DM_DEFERRED_REMOVE`: remove once the last opener (the mount) closes the device.
 const DM_DEFERRED_REMOVE: u32 = 1 << 17;
 /// How long devtmpfs may take to create a new device's node.
@@ -59,7 +59,7 @@ const NODE_WAIT: Duration = Duration::from_secs(5);
 const MAX_PARAMS: usize = 1024;
 
 /// Offsets in `struct dm_ioctl`.
-mod off {
+pub(crate) mod off {
     pub const DATA_SIZE: usize = 12;
     pub const DATA_START: usize = 16;
     pub const TARGET_COUNT: usize = 20;
@@ -81,15 +81,17 @@ mod ioctl {
     nix::ioctl_readwrite!(dm_dev_remove, DM_IOCTL, 4, super::DmIoctl);
     nix::ioctl_readwrite!(dm_dev_suspend, DM_IOCTL, 6, super::DmIoctl);
     nix::ioctl_readwrite!(dm_table_load, DM_IOCTL, 9, super::DmIoctl);
+    nix::ioctl_readwrite!(dm_table_status, DM_IOCTL, 12, super::DmIoctl);
 }
 
 /// Which ioctl to issue.
 #[derive(Debug, Clone, Copy)]
-enum Cmd {
+pub(crate) enum Cmd {
     Create,
     Remove,
     Resume,
     TableLoad,
+    TableStatus,
 }
 
 impl Cmd {
@@ -99,17 +101,18 @@ impl Cmd {
             Cmd::Remove => "DM_DEV_REMOVE",
             Cmd::Resume => "DM_DEV_SUSPEND (resume)",
             Cmd::TableLoad => "DM_TABLE_LOAD",
+            Cmd::TableStatus => "DM_TABLE_STATUS",
         }
     }
 }
 
 /// A `struct dm_ioctl` request buffer (8-byte aligned words).
-struct Request {
+pub(crate) struct Request {
     words: Vec<u64>,
 }
 
 impl Request {
-    fn new(name: &str, flags: u32, payload: &[u8], target_count: u32) -> Request {
+    pub(crate) fn new(name: &str, flags: u32, payload: &[u8], target_count: u32) -> Request {
         let total = DM_IOCTL_SIZE.saturating_add(payload.len());
         let mut r = Request {
             words: vec![0u64; total.div_ceil(8)],
@@ -142,14 +145,28 @@ impl Request {
         }
     }
 
-    fn get_u64(&mut self, at: usize) -> u64 {
+    pub(crate) fn get_u64(&mut self, at: usize) -> u64 {
         self.bytes_mut()
             .get(at..at.saturating_add(8))
             .and_then(|b| b.try_into().ok())
             .map_or(0, u64::from_ne_bytes)
     }
 
-    fn issue(&mut self, control: &File, cmd: Cmd, what: &Path) -> Result<(), Error> {
+    pub(crate) fn get_u32(&mut self, at: usize) -> u32 {
+        self.bytes_mut()
+            .get(at..at.saturating_add(4))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_ne_bytes)
+    }
+
+    /// The NUL-terminated string at byte `at` (empty if out of bounds or not UTF-8).
+    pub(crate) fn get_str(&mut self, at: usize) -> String {
+        let bytes = self.bytes_mut().get(at..).unwrap_or_default();
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(bytes.get(..end).unwrap_or_default()).into_owned()
+    }
+
+    pub(crate) fn issue(&mut self, control: &File, cmd: Cmd, what: &Path) -> Result<(), Error> {
         let fd = control.as_raw_fd();
         let ptr = self.words.as_mut_ptr().cast::<DmIoctl>();
         // SAFETY: `ptr` points to `data_size` (>= sizeof(struct dm_ioctl)) initialised,
@@ -162,6 +179,7 @@ impl Request {
                 Cmd::Remove => ioctl::dm_dev_remove(fd, ptr),
                 Cmd::Resume => ioctl::dm_dev_suspend(fd, ptr),
                 Cmd::TableLoad => ioctl::dm_table_load(fd, ptr),
+                Cmd::TableStatus => ioctl::dm_table_status(fd, ptr),
             }
         };
         r.map(drop)
@@ -169,8 +187,15 @@ impl Request {
     }
 }
 
+impl Drop for Request {
+    /// Tables can hold keys (the scratch's dm-crypt and dm-integrity keys).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.words);
+    }
+}
+
 /// `struct dm_target_spec` followed by the NUL-terminated parameter string, padded to 8.
-fn target_payload(sectors: u64, target_type: &str, params: &str) -> Vec<u8> {
+pub(crate) fn target_payload(sectors: u64, target_type: &str, params: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(
         DM_TARGET_SPEC_SIZE
             .saturating_add(params.len())
@@ -199,13 +224,13 @@ fn target_payload(sectors: u64, target_type: &str, params: &str) -> Vec<u8> {
 }
 
 /// `huge_encode_dev` as the kernel returns it in `dm_ioctl.dev`.
-fn decode_dev(dev: u64) -> (u64, u64) {
+pub(crate) fn decode_dev(dev: u64) -> (u64, u64) {
     let major = (dev >> 8) & 0xfff;
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff_ff00);
     (major, minor)
 }
 
-fn open_control() -> Result<File, Error> {
+pub(crate) fn open_control() -> Result<File, Error> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -214,7 +239,7 @@ fn open_control() -> Result<File, Error> {
 }
 
 /// Removes the mapped device `name`; with `deferred`, once its last opener closes it.
-fn remove(name: &str, deferred: bool) -> Result<(), Error> {
+pub(crate) fn remove(name: &str, deferred: bool) -> Result<(), Error> {
     let control = open_control()?;
     let flags = if deferred { DM_DEFERRED_REMOVE } else { 0 };
     Request::new(name, flags, &[], 0).issue(&control, Cmd::Remove, Path::new(name))
@@ -235,7 +260,7 @@ impl charter_erofs::ReadAt for BlockSource<'_> {
     }
 }
 
-fn block_len(file: &File, path: &Path) -> Result<u64, Error> {
+pub(crate) fn block_len(file: &File, path: &Path) -> Result<u64, Error> {
     let mut f = file;
     f.seek(SeekFrom::End(0))
         .map_err(|e| Error::io("lseek(SEEK_END)", path, e))
@@ -413,7 +438,7 @@ impl Drop for DmVerityLayer {
     }
 }
 
-fn wait_for_node(node: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn wait_for_node(node: &Path) -> Result<PathBuf, Error> {
     // devtmpfs creates the node asynchronously after the resume.
     let start = Instant::now();
     loop {

@@ -179,6 +179,14 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The encrypted scratch could not be set up on the host's disk.
+    #[error("encrypted scratch on {disk}: {reason}")]
+    Scratch {
+        /// The host's scratch disk.
+        disk: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A tmpfs request the crate refuses (unbounded size, mode bits beyond 0o7777).
     #[error("tmpfs on {target}: {reason}")]
     InvalidTmpfs {

@@ -67,13 +67,15 @@
     )
 )]
 
+mod crypt;
 mod dm;
 mod error;
 mod layer;
 mod loopdev;
 mod mounts;
 
+pub use crypt::{EncryptedScratch, SCRATCH_BLOCK_SIZE};
 pub use dm::{AttachedLayer, DmVerityLayer, DM_CONTROL};
 pub use error::Error;
 pub use layer::{AttachOptions, VerifiedLayer, DEFAULT_MAX_DATA_SIZE, LAYER_BLOCK_SIZE};
-pub use mounts::{mount_overlay, mount_tmpfs, unmount};
+pub use mounts::{bind_mount, mount_overlay, mount_tmpfs, unmount};

@@ -137,6 +137,27 @@ pub fn mount_tmpfs(target: &Path, size_bytes: u64, mode: u32) -> Result<(), Erro
     })
 }
 
+/// Bind-mounts the directory `source` on `target` (`nodev`, `nosuid`; not recursive).
+pub fn bind_mount(source: &Path, target: &Path) -> Result<(), Error> {
+    rustix::mount::mount_bind(source, target).map_err(|e| Error::Mount {
+        fstype: "bind",
+        source_desc: source.display().to_string(),
+        target: target.to_path_buf(),
+        source: e.into(),
+    })?;
+    rustix::mount::mount_remount(
+        target,
+        MountFlags::BIND | MountFlags::NODEV | MountFlags::NOSUID,
+        c"",
+    )
+    .map_err(|e| Error::Mount {
+        fstype: "bind",
+        source_desc: format!("remount nodev,nosuid of {}", source.display()),
+        target: target.to_path_buf(),
+        source: e.into(),
+    })
+}
+
 /// Unmounts the file system mounted on `target` (`umount2` without `MNT_DETACH` or
 /// `MNT_FORCE`, not following a symlink at `target`): fails with `EBUSY` while it is in use.
 pub fn unmount(target: &Path) -> Result<(), Error> {

@@ -43,11 +43,16 @@ pub const MODULE_ORDER: &str = "lib/charter/modules.order";
 pub const MODULE_DIR: &str = "lib/charter/modules";
 /// Where the OCI runtime lives inside the initramfs (the agent's default `--runc`).
 pub const RUNC_PATH: &str = "usr/sbin/runc";
+/// Where `mke2fs` (a static busybox, which runs its `mke2fs` applet under that name) lives
+/// inside the initramfs: the agent makes the encrypted scratch's file system with it.
+pub const MKE2FS_PATH: &str = "usr/sbin/mke2fs";
 
 /// The modules the guest needs (their dependencies are added from `modules.dep`): virtio PCI,
 /// disks and serial ports, vsock, device-mapper with verity (layers), crypt and integrity
-/// (scratch), EROFS, overlayfs, loop, and virtio-rng (entropy for the kernel's pool; mixed,
-/// never trusted alone).
+/// (scratch) with the ciphers they ask the crypto API for (`xts`; AES-NI and SSSE3 SHA-256 as
+/// the fast implementations of the built-in `aes` and `sha256`: the guest has no `modprobe`
+/// to load them on demand), EROFS, overlayfs, loop, and virtio-rng (entropy for the kernel's
+/// pool; mixed, never trusted alone).
 pub const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -58,6 +63,9 @@ pub const MODULES: &[&str] = &[
     "dm-verity",
     "dm-crypt",
     "dm-integrity",
+    "xts",
+    "aesni-intel",
+    "sha256-ssse3",
     "erofs",
     "overlay",
     "loop",
@@ -114,6 +122,8 @@ pub struct UvmInputs {
     pub agent: PathBuf,
     /// The OCI runtime; stored at `/usr/sbin/runc` with the libraries `ldd` lists.
     pub runc: PathBuf,
+    /// A static busybox, stored as `/usr/sbin/mke2fs` (only its `mke2fs` applet is run).
+    pub mke2fs: PathBuf,
     /// A static busybox for debugging (`/bin/busybox`), if wanted.
     pub busybox: Option<PathBuf>,
     /// Use [`CMDLINE_INSECURE_SIMULATED_TEE`] instead of [`CMDLINE`].
@@ -139,11 +149,23 @@ impl UvmInputs {
                     "runc is not installed (apt-get install runc)",
                 ),
             })?;
+        let mke2fs = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::Io {
+                path: PathBuf::from("busybox"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "a static busybox is not installed (apt-get install busybox-static)",
+                ),
+            })?;
         Ok(UvmInputs {
             kernel,
             modules_dir,
             agent: agent.to_owned(),
             runc,
+            mke2fs,
             busybox: None,
             insecure_simulated_tee: false,
         })
@@ -349,6 +371,9 @@ pub fn initramfs(inputs: &UvmInputs) -> Result<Vec<u8>, Error> {
         let name = lib.to_string_lossy().into_owned();
         a.file(&name, 0o755, data)?;
     }
+    let mke2fs = read(&inputs.mke2fs)?;
+    require_static(&inputs.mke2fs, &mke2fs)?;
+    a.file(MKE2FS_PATH, 0o755, mke2fs)?;
     if let Some(bb) = &inputs.busybox {
         let data = read(bb)?;
         require_static(bb, &data)?;

@@ -3,7 +3,9 @@
 //! INSECURE simulated SNP over its own virtio-serial port), puts the layer disks under the
 //! kernel's dm-verity with the policy's root hashes, and runs a container that reads a file
 //! from a layer. With one byte of that file flipped on the layer disk, the same read fails
-//! with an I/O error from dm-verity.
+//! with an I/O error from dm-verity. The container also writes 1 MiB of a known text to its
+//! writable layer, which lives on the host's scratch disk under dm-crypt and dm-integrity: the
+//! disk file then holds none of that text.
 //!
 //! Needs: `qemu-system-x86`, `linux-image-cloud-amd64`, `runc`, `busybox-static`
 //! (`scripts/deps.sh`), and a static `charter-agent` (`$CHARTER_UVM_AGENT`, else built here
@@ -24,7 +26,17 @@ use charter_uvm::{UvmImage, UvmInputs};
 use sha2::{Digest, Sha256};
 
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const READ_CMD: [&str; 3] = ["/bin/sh", "-c", "cat /app/marker.txt | wc -c; echo done"];
+const READ_CMD: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "cat /app/marker.txt | wc -c; \
+     yes charter-scratch-plaintext-marker | head -c 1048576 > /app/written.txt; sync; \
+     wc -c < /app/written.txt; echo done",
+];
+/// What the container writes to its scratch, repeated (the disk must not contain it).
+const SCRATCH_MARKER: &[u8] = b"charter-scratch-plaintext-marker";
+/// A small scratch disk: the test reads all of it.
+const SCRATCH_MIB: u64 = 256;
 /// 16 KiB: the file gets whole data blocks of its own.
 const MARKER_LEN: usize = 16 * 1024;
 
@@ -126,7 +138,7 @@ fn marker() -> Vec<u8> {
 
 fn layers(dir: &Path) -> (Layer, Layer) {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let applets = ["sh", "cat", "wc", "echo"];
+    let applets = ["sh", "cat", "wc", "echo", "yes", "head", "sync"];
     let links: Vec<(String, &str)> = applets
         .iter()
         .map(|a| (format!("bin/{a}"), "busybox"))
@@ -192,6 +204,8 @@ struct Run {
     stderr: String,
     exit: Reply,
     console: String,
+    /// The scratch disk file's bytes after the container exited.
+    scratch: Vec<u8>,
 }
 
 /// Boots a VM with `base` and `app_disk` (served as the layer `app` names), sets the policy,
@@ -205,6 +219,7 @@ fn boot_and_read(
 ) -> Run {
     let digest: [u8; 32] = Sha256::digest(policy.as_bytes()).into();
     let mut launcher = QemuLauncher::new(&image.kernel, &image.initrd, &image.cmdline);
+    launcher.scratch_mib = SCRATCH_MIB;
     launcher.simulator_dir = std::env::temp_dir().join("charter-uvm-tests-simulated-sp");
     launcher.layers = vec![
         LayerDisk {
@@ -244,10 +259,15 @@ fn boot_and_read(
         .unwrap_or_else(|e| panic!("mount_device {serial}: {e}\n{}", uvm.console()));
         eprintln!("mount_device {serial} (dm-verity): {:?}", t.elapsed());
     }
+    let t = Instant::now();
     c.call(Request::ScratchMount {
         target: paths::scratch("reader"),
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("scratch_mount: {e}\n{}", uvm.console()));
+    eprintln!(
+        "scratch_mount (dm-integrity + dm-crypt + mke2fs): {:?}",
+        t.elapsed()
+    );
     c.call(Request::MountOverlay {
         container_id: "reader".into(),
         layer_paths: vec![paths::layer(&app.root_hash), paths::layer(&base.root_hash)],
@@ -288,11 +308,13 @@ fn boot_and_read(
         .unwrap();
     eprintln!("create + start + run to exit: {:?}", t.elapsed());
     eprintln!("whole VM session: {:?}", started.elapsed());
+    let scratch = std::fs::read(uvm.scratch_disk().expect("a scratch disk")).unwrap();
     Run {
         stdout: String::from_utf8_lossy(&out).into_owned(),
         stderr: String::from_utf8_lossy(&err).into_owned(),
         exit,
         console: uvm.console(),
+        scratch,
     }
 }
 
@@ -317,9 +339,27 @@ fn a_container_reads_a_verified_layer_and_a_flipped_byte_is_an_io_error() {
     let good = boot_and_read(&image, &policy, &base, &app, &app.file);
     assert_eq!(
         good.stdout,
-        format!("{MARKER_LEN}\ndone\n"),
+        format!("{MARKER_LEN}\n1048576\ndone\n"),
         "stderr: {}",
         good.stderr
+    );
+    // The container's 1 MiB reached the scratch disk (at least that many bytes of it are no
+    // longer zero), but not one copy of its text.
+    let written = good
+        .scratch
+        .chunks(4096)
+        .filter(|b| b.iter().any(|&x| x != 0))
+        .count();
+    assert!(
+        written >= 256,
+        "only {written} blocks of the scratch disk were written"
+    );
+    assert!(
+        !good
+            .scratch
+            .windows(SCRATCH_MARKER.len())
+            .any(|w| w == SCRATCH_MARKER),
+        "the scratch disk holds the container's plaintext"
     );
     assert_eq!(
         good.exit,

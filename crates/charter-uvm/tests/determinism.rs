@@ -16,6 +16,7 @@ fn inputs(scratch: &Path) -> UvmInputs {
                 modules_dir,
                 agent: busybox.clone(),
                 runc: PathBuf::from("/usr/sbin/runc"),
+                mke2fs: busybox.clone(),
                 busybox: Some(busybox),
                 insecure_simulated_tee: false,
             };
@@ -37,6 +38,7 @@ fn inputs(scratch: &Path) -> UvmInputs {
         modules_dir,
         agent: busybox.clone(),
         runc: busybox.clone(),
+        mke2fs: busybox.clone(),
         busybox: None,
         insecure_simulated_tee: false,
     }
