@@ -1,6 +1,7 @@
 //! `charter run`, `charter exec` and `charter stop` end to end: a two-container pod from YAML,
-//! its policy from `charter policy generate`, run in the sandbox UVM with the real agent, runc,
-//! loop devices and overlayfs. Needs root.
+//! its policy from `charter policy generate`, run with the real agent and runc, in the sandbox
+//! UVM (loop devices, overlayfs) and in the QEMU UVM (`charter uvm build`, TCG, dm-verity
+//! layer disks, encrypted scratch). Needs root.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,33 @@ fn is_root() -> bool {
 #[test]
 #[ignore = "needs root: namespaces, loop devices, mounts and runc"]
 fn two_container_pod_runs_execs_and_stops() {
+    pod_runs_execs_and_stops(&[], Duration::from_secs(60));
+}
+
+#[test]
+#[ignore = "needs root, qemu-system-x86, linux-image-cloud-amd64 and a static charter-agent (built here)"]
+fn two_container_pod_runs_execs_and_stops_in_the_qemu_uvm() {
+    assert!(is_root(), "run as root");
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let agent = charter_uvm::workspace_static_agent(&workspace).unwrap();
+    let image = dir.path().join("uvm");
+    let o = charter()
+        .args(["uvm", "build", "--insecure-simulated-tee", "--out"])
+        .arg(&image)
+        .arg("--agent")
+        .arg(&agent)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let image = image.to_str().unwrap().to_owned();
+    pod_runs_execs_and_stops(
+        &["--uvm", "qemu", "--uvm-image", &image],
+        Duration::from_secs(180),
+    );
+}
+
+fn pod_runs_execs_and_stops(uvm: &[&str], come_up: Duration) {
     assert!(is_root(), "run as root");
     let dir = tempfile::tempdir().unwrap();
     let layout = image(dir.path());
@@ -103,10 +131,26 @@ fn two_container_pod_runs_execs_and_stops() {
             "--cache-dir",
         ])
         .arg(&cache)
+        .args(uvm)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The pod's output, as it comes.
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = run.stdout.take().unwrap();
+    let sink = std::sync::Arc::clone(&collected);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
     let record = Path::new("/run/charter-groups").join(format!("{group}.json"));
     let start = Instant::now();
     while !record.exists() {
@@ -115,10 +159,7 @@ fn two_container_pod_runs_execs_and_stops() {
             run.stderr.take().unwrap().read_to_string(&mut err).unwrap();
             panic!("charter run exited early ({st}): {err}");
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the group never came up"
-        );
+        assert!(start.elapsed() < come_up, "the group never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -140,12 +181,17 @@ fn two_container_pod_runs_execs_and_stops() {
     assert!(o.stdout.is_empty());
 
     // Let the worker finish, then stop the group from "another terminal".
-    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    while !collected.lock().unwrap().contains("[worker] 1000\n") {
+        assert!(start.elapsed() < come_up, "the worker never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let o = charter().args(["stop", &group]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let out = run.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    reader.join().unwrap();
+    let stdout = collected.lock().unwrap().clone();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "run failed: {stderr}");
     for line in [

@@ -95,6 +95,9 @@ pub enum Error {
     /// `ldd` failed on the OCI runtime.
     #[error("ldd {path}: {reason}")]
     Ldd { path: PathBuf, reason: String },
+    /// The static agent could not be built.
+    #[error("building the static charter-agent: {reason}")]
+    AgentBuild { reason: String },
     /// The SNP launch measurement could not be computed.
     #[error(transparent)]
     Measure(#[from] charter_attest::Error),
@@ -170,6 +173,46 @@ impl UvmInputs {
             insecure_simulated_tee: false,
         })
     }
+}
+
+/// The static `charter-agent` of the workspace at `workspace`, for tests and benchmarks that
+/// boot a UVM: `$CHARTER_UVM_AGENT` if set, else built now with cargo (`--release --target
+/// x86_64-unknown-linux-gnu`, `RUSTFLAGS=-C target-feature=+crt-static`) into
+/// `$CHARTER_UVM_TARGET_DIR`, else `<workspace>/target/uvm-static` (a no-op when up to date).
+///
+/// # Errors
+/// [`Error::AgentBuild`] if cargo cannot run or the build fails.
+pub fn workspace_static_agent(workspace: &Path) -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os("CHARTER_UVM_AGENT").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CHARTER_UVM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target/uvm-static"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(workspace)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "charter-agent",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .status()
+        .map_err(|e| Error::AgentBuild {
+            reason: format!("running cargo: {e}"),
+        })?;
+    if !status.success() {
+        return Err(Error::AgentBuild {
+            reason: format!("cargo build exited with {status}"),
+        });
+    }
+    Ok(target.join("x86_64-unknown-linux-gnu/release/charter-agent"))
 }
 
 /// The newest `/boot/vmlinuz-*-cloud-amd64` and its `/lib/modules` directory.

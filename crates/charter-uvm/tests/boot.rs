@@ -44,33 +44,11 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The static agent: `$CHARTER_UVM_AGENT`, else built with cargo.
 fn static_agent() -> PathBuf {
-    if let Some(p) = std::env::var_os("CHARTER_UVM_AGENT").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CHARTER_UVM_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/uvm-static"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let started = Instant::now();
-    let status = std::process::Command::new(cargo)
-        .current_dir(workspace())
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "charter-agent",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the static agent failed");
-    eprintln!("static agent built in {:?}", started.elapsed());
-    target.join("x86_64-unknown-linux-gnu/release/charter-agent")
+    let agent = charter_uvm::workspace_static_agent(&workspace()).unwrap();
+    eprintln!("static agent ready in {:?}", started.elapsed());
+    agent
 }
 
 fn tar_of(files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> Vec<u8> {

@@ -184,8 +184,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         images: &images,
         cache_dir: &cache_dir,
         name: &name,
-        // exec/stop reach a group through its agent socket; the QEMU UVM has ports, not that.
-        record: matches!(uvm, UvmChoice::Sandbox).then_some(record_path.as_path()),
+        record: Some(record_path.as_path()),
         uvm,
         sealed: &sealed,
         after_start: &|_, _| Ok(()),

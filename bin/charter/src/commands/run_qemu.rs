@@ -53,7 +53,13 @@ pub(crate) fn run_pod_qemu(
         agent: image.initrd.clone(),
     })?;
     eprintln!("charter: UVM up in {:.1} s", uvm.boot_time().as_secs_f64());
+    // `charter exec` and `charter stop` reach the agent through this socket (the group record
+    // names `<layer dir>/agent.sock`, as for the sandbox).
+    uvm.serve_agent_socket()?;
     let result = drive(&mut uvm, run, Some(plan));
+    if let Some(r) = run.record {
+        let _ = std::fs::remove_file(r);
+    }
     uvm.stop()?;
     result
 }
