@@ -164,8 +164,16 @@ impl<S: ReadAt> Image<S> {
             source: e,
         })?;
         let mut sb = [0u8; SUPER_SIZE];
-        src.read_exact_at(&mut sb, SUPER_OFFSET)
-            .map_err(|_| Error::BadSuperblock("image too short for a superblock".into()))?;
+        src.read_exact_at(&mut sb, SUPER_OFFSET).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::BadSuperblock("image too short for a superblock".into())
+            } else {
+                Error::Read {
+                    offset: SUPER_OFFSET,
+                    source: e,
+                }
+            }
+        })?;
         let f32 = |o| le32(&sb, o).unwrap_or(0);
         if f32(0) != MAGIC {
             return Err(Error::BadSuperblock(format!("bad magic {:#x}", f32(0))));

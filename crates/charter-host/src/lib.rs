@@ -20,7 +20,8 @@ pub use pod::{
     plan_pod, pump_stdio, standard_mounts, start_pod, ContainerPlan, PodPlan, RunningPod,
 };
 pub use qemu::{
-    image_measurement, Accel, LayerDisk, QemuLauncher, QemuUvm, SnpConfig, INSECURE_TEE_PARAM,
+    image_measurement, Accel, LayerDisk, QemuLauncher, QemuUvm, SnpConfig, DEFAULT_SCRATCH_MIB,
+    INSECURE_TEE_PARAM, SCRATCH_SERIAL,
 };
 pub use relay::{place_sealed, start_broker_relay, BrokerRelay};
 pub use sandbox::{SandboxLauncher, SandboxUvm};

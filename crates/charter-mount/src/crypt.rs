@@ -210,7 +210,7 @@ impl EncryptedScratch {
         Ok(store)
     }
 
-    /// Creates an ext2 file system (4096-byte blocks, one inode per 64 KiB, no reserved
+    /// Creates an ext2 file system (4096-byte blocks, one inode per 128 KiB, no reserved
     /// blocks) for the encrypted device with `mke2fs` (busybox's), then mounts it on `target`
     /// with `nodev`, `nosuid`.
     ///
@@ -260,7 +260,7 @@ impl EncryptedScratch {
             .set_len(self.data_bytes)
             .map_err(|e| Error::io("ftruncate", staging, e))?;
         let out = Command::new(mke2fs)
-            .args(["-q", "-F", "-b", "4096", "-i", "65536", "-m", "0"])
+            .args(["-q", "-F", "-b", "4096", "-i", "131072", "-m", "0"])
             .arg(staging)
             .output()
             .map_err(|e| scratch(&self.disk, format!("running {}: {e}", mke2fs.display())))?;

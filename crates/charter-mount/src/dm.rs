@@ -370,9 +370,17 @@ impl DmVerityLayer {
             file: &dev,
             len: self.data_size,
         };
-        let image = charter_erofs::Image::open(&src).map_err(|source| Error::Erofs {
-            path: self.device.clone(),
-            source,
+        let image = charter_erofs::Image::open(&src).map_err(|source| match source {
+            // The kernel refused a block whose hash does not lead to the root.
+            charter_erofs::Error::Read { offset, source } => Error::RootHashMismatch {
+                path: self.source.clone(),
+                expected: hex::encode(self.root_hash),
+                actual: format!("(dm-verity refused the block at offset {offset}: {source})"),
+            },
+            source => Error::Erofs {
+                path: self.device.clone(),
+                source,
+            },
         })?;
         if image.data_size() != self.data_size {
             return Err(Error::RootHashMismatch {

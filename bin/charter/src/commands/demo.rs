@@ -1,7 +1,8 @@
 //! `charter demo`: the README's main job, end to end on one machine with nothing but the
 //! embedded defaults. It builds a demo image (busybox-static and a small workload), generates
-//! its policy, runs the pod in the sandbox UVM, verifies the UVM's attestation (HOST_DATA is
-//! the policy digest), and shows tampering denied with its explanation.
+//! its policy, runs the pod in the sandbox UVM (or, with `--uvm qemu`, the QEMU UVM), verifies
+//! the UVM's attestation (HOST_DATA is the policy digest), and shows tampering denied with its
+//! explanation.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,17 @@ use super::progress::LayerBars;
 use super::run::{run_pod, PodRun};
 
 const IMAGE: &str = "charter.local/demo:1";
+/// The name of the demo's tampered layer (a file in the sandbox, a disk serial in the VM).
+pub(crate) const TAMPERED: &str = "tampered.img";
+
+/// A layer image with one byte flipped in its first block (the EROFS superblock's block).
+pub(crate) fn tampered_copy(layer: &[u8]) -> Vec<u8> {
+    let mut bytes = layer.to_vec();
+    if let Some(b) = bytes.get_mut(7) {
+        *b ^= 0x01;
+    }
+    bytes
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -28,6 +40,14 @@ pub struct DemoArgs {
     /// directory.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Which utility VM: `sandbox` (namespaces on this host) or `qemu` (a real VM booted from
+    /// --uvm-image; dm-verity layer disks, encrypted scratch). Both use the INSECURE simulated
+    /// TEE here.
+    #[arg(long, default_value = "sandbox", value_parser = ["sandbox", "qemu"])]
+    uvm: String,
+    /// The QEMU UVM image (`charter uvm build --insecure-simulated-tee` output) for --uvm qemu.
+    #[arg(long, value_name = "DIR", required_if_eq("uvm", "qemu"))]
+    uvm_image: Option<PathBuf>,
 }
 
 const POD: &str = r#"apiVersion: v1
@@ -99,7 +119,20 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         generated.digest
     );
 
-    step(3, "running the pod in the sandbox UVM; the agent accepts the policy only if its digest is HOST_DATA");
+    let (uvm, uvm_name) = match &args.uvm_image {
+        Some(dir) if args.uvm == "qemu" => (
+            super::run::UvmChoice::Qemu(dir.clone()),
+            "the QEMU UVM (TCG)",
+        ),
+        _ => (super::run::UvmChoice::Sandbox, "the sandbox UVM"),
+    };
+    let in_vm = matches!(uvm, super::run::UvmChoice::Qemu(_));
+    step(
+        3,
+        &format!(
+            "running the pod in {uvm_name}; the agent accepts the policy only if its digest is HOST_DATA"
+        ),
+    );
     let checks_ok = AtomicBool::new(false);
     let after = |uvm: &dyn Uvm, plan: &PodPlan| -> Result<()> {
         step(
@@ -111,7 +144,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             5,
             "a tampering host: the agent refuses what the policy does not allow",
         );
-        tamper(uvm, plan)?;
+        tamper(uvm, plan, in_vm)?;
         checks_ok.store(true, Ordering::SeqCst);
         step(
             6,
@@ -128,7 +161,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         name: "charter-demo",
         record: None,
         sealed: &[],
-        uvm: super::run::UvmChoice::Sandbox,
+        uvm,
+        tampered_disk: in_vm,
         after_start: &after,
     })?;
     if !checks_ok.load(Ordering::SeqCst) {
@@ -181,7 +215,7 @@ fn attest(uvm: &dyn Uvm, digest_hex: &str) -> Result<()> {
         mark(host_data == digest_hex)
     );
     eprintln!(
-        "   MEASUREMENT {}...  = sha384(charter-agent): {}",
+        "   MEASUREMENT {}...  = the UVM's expected measurement: {}",
         &measurement[..32],
         mark(measurement == expect_measurement)
     );
@@ -198,7 +232,7 @@ fn attest(uvm: &dyn Uvm, digest_hex: &str) -> Result<()> {
     Ok(())
 }
 
-fn tamper(uvm: &dyn Uvm, plan: &PodPlan) -> Result<()> {
+fn tamper(uvm: &dyn Uvm, plan: &PodPlan, in_vm: bool) -> Result<()> {
     let mut c = uvm.connect()?;
     let app = plan.containers.first().context("empty plan")?;
     // (a) A second container over the same verified layers, with an injected environment
@@ -228,16 +262,18 @@ fn tamper(uvm: &dyn Uvm, plan: &PodPlan) -> Result<()> {
         }
         other => bail!("tampered create was not denied: {other:?}"),
     }
-    // (b) A layer file modified by one byte after the policy was generated.
+    // (b) A layer file modified by one byte after the policy was generated (in the QEMU UVM
+    // the host attached that copy as the disk `tampered.img` at launch: `PodRun::tampered_disk`).
     let layer = app.layers.first().context("no layers")?;
-    let src = uvm.layer_dir().join(&layer.file_name);
-    let mut bytes = std::fs::read(&src)?;
-    if let Some(b) = bytes.get_mut(4096 * 2 + 7) {
-        *b ^= 0x01;
+    if !in_vm {
+        let src = uvm.layer_dir().join(&layer.file_name);
+        std::fs::write(
+            uvm.layer_dir().join(TAMPERED),
+            tampered_copy(&std::fs::read(&src)?),
+        )?;
     }
-    std::fs::write(uvm.layer_dir().join("tampered.img"), &bytes)?;
     match c.call(Request::MountDevice {
-        source: "tampered.img".into(),
+        source: TAMPERED.into(),
         target: paths::layer("tampered"),
         device_hash: layer.root_hash.clone(),
     }) {

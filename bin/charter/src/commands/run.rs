@@ -187,6 +187,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         record: Some(record_path.as_path()),
         uvm,
         sealed: &sealed,
+        tampered_disk: false,
         after_start: &|_, _| Ok(()),
     })
 }
@@ -214,6 +215,9 @@ pub(crate) struct PodRun<'a> {
     /// The sealed files of the pod's sealed volumes, `(volume, file)`.
     pub sealed: &'a [(String, PathBuf)],
     pub uvm: UvmChoice,
+    /// The demo: the QEMU UVM also gets a copy of the first layer with one byte flipped, as
+    /// the disk `tampered.img` (disks are fixed at launch; the sandbox demo writes the file).
+    pub tampered_disk: bool,
     pub after_start: AfterStart<'a>,
 }
 

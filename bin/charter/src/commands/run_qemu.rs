@@ -40,6 +40,27 @@ pub(crate) fn run_pod_qemu(
             l.file_name = serial.clone();
         }
     }
+    if run.tampered_disk {
+        let first = plan
+            .containers
+            .first()
+            .and_then(|c| c.layers.first())
+            .context("the pod has no layer to tamper with")?;
+        let disk = launcher
+            .layers
+            .iter()
+            .find(|d| d.serial == first.file_name)
+            .context("the first layer has no disk")?;
+        let copy = staging.path().join(super::demo::TAMPERED);
+        std::fs::write(
+            &copy,
+            super::demo::tampered_copy(&std::fs::read(&disk.path)?),
+        )?;
+        launcher.layers.push(LayerDisk {
+            serial: super::demo::TAMPERED.into(),
+            path: copy,
+        });
+    }
     eprintln!(
         "charter: booting the QEMU UVM ({} layer disk(s), {}; INSECURE: simulated TEE)",
         launcher.layers.len(),
