@@ -12,20 +12,17 @@
 //! with `RUSTFLAGS=-C target-feature=+crt-static` into `$CHARTER_UVM_TARGET_DIR` or
 //! `target/uvm-static`).
 
-use std::io::Cursor;
-use std::num::NonZeroUsize;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use charter_agent_api::{
-    paths, Capabilities, CreateContainer, Reply, Request, StdioStream, UserSpec,
-};
+use charter_agent_api::{paths, Reply, Request, StdioStream};
 use charter_host::{LaunchConfig, LayerDisk, QemuLauncher, QemuUvm, Uvm};
-use charter_policy::model::{Container, EnvRule, PolicyDocument};
 use charter_uvm::{UvmImage, UvmInputs};
 use sha2::{Digest, Sha256};
+use support::*;
 
-const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const READ_CMD: [&str; 3] = [
     "/bin/sh",
     "-c",
@@ -40,74 +37,6 @@ const SCRATCH_MIB: u64 = 256;
 /// 16 KiB: the file gets whole data blocks of its own.
 const MARKER_LEN: usize = 16 * 1024;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn static_agent() -> PathBuf {
-    let started = Instant::now();
-    let agent = charter_uvm::workspace_static_agent(&workspace()).unwrap();
-    eprintln!("static agent ready in {:?}", started.elapsed());
-    agent
-}
-
-fn tar_of(files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut dirs = std::collections::BTreeSet::new();
-    for (p, _, _) in files {
-        let mut cur = PathBuf::new();
-        for c in Path::new(p).parent().unwrap().components() {
-            cur.push(c);
-            dirs.insert(cur.clone());
-        }
-    }
-    for d in &dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        b.append_data(&mut h, d, std::io::empty()).unwrap();
-    }
-    for (p, data, mode) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(*mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(0);
-        b.append_data(&mut h, p, Cursor::new(data)).unwrap();
-    }
-    for (p, target) in links {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_mtime(0);
-        b.append_link(&mut h, p, target).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-struct Layer {
-    file: PathBuf,
-    root_hash: String,
-}
-
-fn build_layer(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
-    let file = dir.join(format!("{name}.img"));
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&file)
-        .unwrap();
-    let built =
-        charter_image::build_layer_image(Cursor::new(tar), &out, NonZeroUsize::MIN, name).unwrap();
-    Layer {
-        file,
-        root_hash: built.root_hash.to_string(),
-    }
-}
-
 fn marker() -> Vec<u8> {
     (0..MARKER_LEN)
         .map(|i| b"charter-verified-marker-"[i % 24])
@@ -115,30 +44,7 @@ fn marker() -> Vec<u8> {
 }
 
 fn layers(dir: &Path) -> (Layer, Layer) {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let applets = ["sh", "cat", "wc", "echo", "yes", "head", "sync"];
-    let links: Vec<(String, &str)> = applets
-        .iter()
-        .map(|a| (format!("bin/{a}"), "busybox"))
-        .collect();
-    let links: Vec<(&str, &str)> = links.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-    let base = build_layer(
-        dir,
-        "base",
-        tar_of(
-            &[
-                ("bin/busybox", busybox, 0o755),
-                (
-                    "etc/passwd",
-                    b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
-                    0o644,
-                ),
-                ("etc/group", b"root:x:0:\n".to_vec(), 0o644),
-                ("tmp/.keep", Vec::new(), 0o644),
-            ],
-            &links,
-        ),
-    );
+    let base = busybox_layer(dir, &["sh", "cat", "wc", "echo", "yes", "head", "sync"]);
     let app = build_layer(
         dir,
         "app",
@@ -148,33 +54,7 @@ fn layers(dir: &Path) -> (Layer, Layer) {
 }
 
 fn policy(base: &Layer, app: &Layer) -> String {
-    PolicyDocument {
-        containers: vec![Container {
-            name: Some("reader".into()),
-            layers: vec![base.root_hash.clone(), app.root_hash.clone()],
-            command: READ_CMD.iter().map(|s| (*s).to_owned()).collect(),
-            env_rules: vec![EnvRule::string(PATH_ENV, false)],
-            working_dir: "/".into(),
-            allow_stdio_access: true,
-            ..Container::default()
-        }],
-        ..PolicyDocument::default()
-    }
-    .to_rego()
-}
-
-fn caps() -> Capabilities {
-    let d: Vec<String> = charter_policy::DEFAULT_CAPABILITIES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    Capabilities {
-        ambient: vec![],
-        bounding: d.clone(),
-        effective: d.clone(),
-        inheritable: vec![],
-        permitted: d,
-    }
+    policy_for("reader", &READ_CMD, &[base, app])
 }
 
 struct Run {
@@ -253,19 +133,9 @@ fn boot_and_read(
     })
     .unwrap();
     let t = Instant::now();
-    c.call(Request::CreateContainer(CreateContainer {
-        container_id: "reader".into(),
-        args: READ_CMD.iter().map(|s| (*s).to_owned()).collect(),
-        env: vec![PATH_ENV.into()],
-        working_dir: "/".into(),
-        mounts: charter_host::standard_mounts(),
-        privileged: false,
-        no_new_privileges: false,
-        user: UserSpec::default(),
-        capabilities: Some(caps()),
-        seccomp_profile_sha256: String::new(),
-        stdin: false,
-    }))
+    c.call(Request::CreateContainer(create_request(
+        "reader", &READ_CMD,
+    )))
     .unwrap_or_else(|e| panic!("create_container: {e}\n{}", uvm.console()));
     eprintln!("create_container (runc create): {:?}", t.elapsed());
     let t_start = Instant::now();
