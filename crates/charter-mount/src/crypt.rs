@@ -232,21 +232,13 @@ impl EncryptedScratch {
         let result = self.format(mke2fs, staging);
         let _ = std::fs::remove_file(staging);
         result?;
-        rustix::mount::mount(
+        dm::mount_mapped(
             &self.device,
             target,
             "ext4",
             MountFlags::NODEV | MountFlags::NOSUID,
-            None,
+            &self.mounted,
         )
-        .map_err(|e| Error::Mount {
-            fstype: "ext4",
-            source_desc: self.device.display().to_string(),
-            target: target.to_path_buf(),
-            source: e.into(),
-        })?;
-        self.mounted.store(true, Ordering::SeqCst);
-        Ok(())
     }
 
     fn format(&self, mke2fs: &Path, staging: &Path) -> Result<(), Error> {

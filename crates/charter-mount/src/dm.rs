@@ -421,21 +421,13 @@ impl DmVerityLayer {
     /// # Errors
     /// [`Error::Mount`].
     pub fn mount(&self, target: &Path) -> Result<(), Error> {
-        rustix::mount::mount(
+        mount_mapped(
             &self.device,
             target,
             "erofs",
             MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID,
-            None,
+            &self.mounted,
         )
-        .map_err(|e| Error::Mount {
-            fstype: "erofs",
-            source_desc: self.device.display().to_string(),
-            target: target.to_path_buf(),
-            source: e.into(),
-        })?;
-        self.mounted.store(true, Ordering::SeqCst);
-        Ok(())
     }
 }
 
@@ -444,6 +436,25 @@ impl Drop for DmVerityLayer {
         // Best effort: a mounted device goes away at its last unmount.
         let _ = remove(&self.name, self.mounted.load(Ordering::SeqCst));
     }
+}
+
+/// Mounts the mapped `device` on `target` and records that it is mounted (its removal is
+/// then deferred to the last unmount).
+pub(crate) fn mount_mapped(
+    device: &Path,
+    target: &Path,
+    fstype: &'static str,
+    flags: MountFlags,
+    mounted: &std::sync::atomic::AtomicBool,
+) -> Result<(), Error> {
+    rustix::mount::mount(device, target, fstype, flags, None).map_err(|e| Error::Mount {
+        fstype,
+        source_desc: device.display().to_string(),
+        target: target.to_path_buf(),
+        source: e.into(),
+    })?;
+    mounted.store(true, Ordering::SeqCst);
+    Ok(())
 }
 
 pub(crate) fn wait_for_node(node: &Path) -> Result<PathBuf, Error> {
