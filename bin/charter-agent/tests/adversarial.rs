@@ -1,14 +1,23 @@
-//! The adversarial-host suite: a malicious host client against the real agent in a real
-//! sandbox (runc, loop devices, overlayfs, the simulated TEE). Every scenario must be refused
-//! with a named reason, execute nothing, and leave the agent serving the honest pod.
+//! The adversarial-host suite: a malicious host client against the real agent, in the
+//! `sandbox` launcher's UVM (runc, loop devices, overlayfs, the simulated TEE) and in the
+//! `qemu` launcher's real utility VM (the measured image under TCG, layers as virtio disks
+//! under dm-verity, the agent reached over virtio-serial). Every scenario must be refused with
+//! a named reason, execute nothing, and leave the agent serving the honest pod.
 //!
-//! Needs root (namespaces, loop devices, mounts, runc): the tests are `#[ignore]`d otherwise
-//! and CI runs them as root with `--include-ignored`.
+//! Each scenario group is one function of the launcher [`Kind`]; [`both_kinds!`] makes the
+//! `sandbox::<group>` and `vm::<group>` tests. Where the VM differs by construction (disks
+//! fixed at launch and checked block by block when read; virtio-serial has no half-close),
+//! the scenario says so and checks what must hold there.
+//!
+//! Needs root (namespaces, loop devices, mounts, runc; QEMU for `vm::`): the tests are
+//! `#[ignore]`d otherwise and CI runs them as root with `--include-ignored`. The VM tests boot
+//! one VM at a time; the static agent for the image is `$CHARTER_UVM_AGENT` or built.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use charter_agent_api::{
     paths, read_frame, CallError, ErrorKind, ExecExternal, ExecInContainer, MountSpec, Outcome,
@@ -17,13 +26,42 @@ use charter_agent_api::{
 use charter_host::Uvm;
 use common::*;
 
-const ROOT: &str = "needs root: namespaces, loop devices, mounts and runc";
+/// One `#[test]` per launcher for each scenario group.
+macro_rules! both_kinds {
+    ($($group:ident),* $(,)?) => {
+        mod sandbox {
+            $(
+                #[test]
+                #[ignore = "needs root: namespaces, loop devices, mounts and runc"]
+                fn $group() {
+                    super::$group(super::Kind::Sandbox)
+                }
+            )*
+        }
+        mod vm {
+            $(
+                #[test]
+                #[ignore = "needs root + qemu: boots the UVM image under TCG (qemu-system-x86, linux-image-cloud-amd64, runc, a static charter-agent)"]
+                fn $group() {
+                    super::$group(super::Kind::Vm)
+                }
+            )*
+        }
+    };
+}
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn closed_until_the_attested_policy_is_set() {
-    let _ = ROOT;
-    let mut f = fixture();
+both_kinds!(
+    closed_until_the_attested_policy_is_set,
+    layers_are_verified_and_cannot_be_changed,
+    overlays_follow_the_policy,
+    malicious_creates_are_denied,
+    processes_signals_and_stdio,
+    hostile_frames,
+    sealed_volumes_only_as_the_policy_lists_them,
+);
+
+fn closed_until_the_attested_policy_is_set(kind: Kind) {
+    let mut f = fixture(kind);
     let (b, _) = (f.base.root_hash.clone(), f.app.root_hash.clone());
     // 1. A layer before the policy.
     assert_refused(
@@ -86,10 +124,8 @@ fn closed_until_the_attested_policy_is_set() {
     f.web_runs();
 }
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn layers_are_verified_and_cannot_be_changed() {
-    let mut f = fixture();
+fn layers_are_verified_and_cannot_be_changed(kind: Kind) {
+    let mut f = fixture(kind);
     f.set_policy();
     let (b, a) = (f.base.root_hash.clone(), f.app.root_hash.clone());
     // 8. A hash the policy does not list.
@@ -114,19 +150,19 @@ fn layers_are_verified_and_cannot_be_changed() {
         "root hash",
     );
     // 10. A listed hash, file modified by one byte.
-    let tampered = f.uvm.layer_dir().join("tampered.img");
-    let mut bytes = std::fs::read(&f.base.file).unwrap();
-    bytes[8192 + 100] ^= 1;
-    std::fs::write(&tampered, &bytes).unwrap();
-    assert_refused(
-        f.call(Request::MountDevice {
-            source: "tampered.img".into(),
-            target: paths::layer(&b),
-            device_hash: b.clone(),
-        }),
-        ErrorKind::Integrity,
-        "",
-    );
+    let source = f.tampered_source();
+    let console_before = f.uvm.console().len();
+    let r = f.call(Request::MountDevice {
+        source,
+        target: paths::layer(&b),
+        device_hash: b.clone(),
+    });
+    match (f.kind, r) {
+        // dm-verity checks each block as it is read: the VM may map a disk whose superblock
+        // and root inode are intact, but never serves the flipped block.
+        (Kind::Vm, Ok(_)) => tampered_disk_never_served(&mut f, console_before),
+        (_, r) => assert_refused(r, ErrorKind::Integrity, ""),
+    }
     // 11. Path traversal out of the host directory.
     assert_refused(
         f.call(Request::MountDevice {
@@ -176,21 +212,86 @@ fn layers_are_verified_and_cannot_be_changed() {
         "unmount_device",
         "no device at path",
     );
-    // 16. The layer files are swapped on the host after verification: no effect.
-    std::fs::write(f.uvm.layer_dir().join("app.img"), b"garbage").unwrap();
-    std::fs::copy(
-        f.uvm.layer_dir().join("base.img"),
-        f.uvm.layer_dir().join("app.img"),
-    )
-    .unwrap();
+    // 16. The layer files are swapped on the host after verification: no effect. (In the VM
+    // the files are the disks' backing files: the bytes change under the guest.)
+    let console_before = f.uvm.console().len();
+    std::fs::write(&f.app.file, b"garbage").unwrap();
+    std::fs::copy(&f.base.file, &f.app.file).unwrap();
     let _ = a;
-    f.web_runs();
+    match f.kind {
+        Kind::Sandbox => f.web_runs(),
+        Kind::Vm => swapped_disk_never_served(&mut f, console_before),
+    }
 }
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn overlays_follow_the_policy() {
-    let mut f = Fixture::ready();
+/// The kernel's report of a block that failed dm-verity since the console had `since` bytes.
+fn verity_corruption(f: &Fixture, since: usize) -> Option<String> {
+    let console = f.uvm.console();
+    console
+        .get(since..)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.contains("verity") && l.contains("is corrupted"))
+        .map(str::to_owned)
+}
+
+/// Scenario 10 in the VM, when `mount_device` accepted the tampered disk: dm-verity checks
+/// blocks as they are read (the superblock and the root inode were intact), so the flipped
+/// block must have been refused by the kernel by now (the read-ahead of the verification read
+/// covers it), and the mapping leaves with the unmount.
+fn tampered_disk_never_served(f: &mut Fixture, console_before: usize) {
+    let block = TAMPER_OFFSET / 4096;
+    let report = verity_corruption(f, console_before).unwrap_or_else(|| {
+        panic!(
+            "the tampered disk was mounted and dm-verity reported no corrupted block:\n{}",
+            f.uvm.console()
+        )
+    });
+    assert!(
+        report.contains(&format!("data block {block} is corrupted")),
+        "{report}"
+    );
+    eprintln!("scenario 10 (VM): mounted; the kernel refused the flipped block: {report}");
+    let b = f.base.root_hash.clone();
+    f.call(Request::UnmountDevice {
+        target: paths::layer(&b),
+    })
+    .unwrap();
+}
+
+/// Scenario 16 in the VM: the app disk now holds the base layer's bytes. `/app/hello.txt` was
+/// never read (see [`app_layer`]), so the honest container's read goes to the disk, where
+/// dm-verity refuses the swapped blocks: it prints everything else and an I/O error for the
+/// file, never other bytes. (A guest page cache still holding the verified block would give
+/// the whole honest output, which is acceptable too.) Either way the kernel must have refused
+/// swapped blocks: the check is not vacuous.
+fn swapped_disk_never_served(f: &mut Fixture, console_before: usize) {
+    let (out, err, exit) = f.run_web(true);
+    let io_error = err.contains("Input/output error") || err.contains("I/O error");
+    let without_file = WEB_OUT
+        .strip_prefix("hello from a verified layer\n")
+        .unwrap();
+    assert!(
+        out == WEB_OUT || (out == without_file && io_error),
+        "web saw the swapped disk: stdout {out:?} stderr {err:?}"
+    );
+    eprintln!("scenario 16 (VM): stdout {out:?} stderr {err:?}");
+    assert!(
+        verity_corruption(f, console_before).is_some(),
+        "the guest read no swapped block (the check would be vacuous): stdout {out:?}\n{}",
+        f.uvm.console()
+    );
+    assert_eq!(
+        exit,
+        Reply::Exit {
+            code: Some(0),
+            signal: None
+        }
+    );
+}
+
+fn overlays_follow_the_policy(kind: Kind) {
+    let mut f = Fixture::ready(kind);
     let (b, a) = (f.base.root_hash.clone(), f.app.root_hash.clone());
     // 17. create before any overlay.
     assert_refused(
@@ -282,10 +383,8 @@ fn overlays_follow_the_policy() {
 }
 
 /// Each malicious create against the `web` overlay: denied, nothing created.
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn malicious_creates_are_denied() {
-    let mut f = Fixture::ready();
+fn malicious_creates_are_denied(kind: Kind) {
+    let mut f = Fixture::ready(kind);
     let (b, a) = (f.base.root_hash.clone(), f.app.root_hash.clone());
     f.overlay("web", &[b, a]).unwrap();
     type Edit = fn(&mut charter_agent_api::CreateContainer);
@@ -429,10 +528,8 @@ fn malicious_creates_are_denied() {
     );
 }
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn processes_signals_and_stdio() {
-    let mut f = Fixture::ready();
+fn processes_signals_and_stdio(kind: Kind) {
+    let mut f = Fixture::ready(kind);
     let b = f.base.root_hash.clone();
     // quiet: stdio not allowed
     f.overlay("quiet", std::slice::from_ref(&b)).unwrap();
@@ -650,10 +747,19 @@ fn processes_signals_and_stdio() {
     f.web_runs();
 }
 
+/// How long a VM test waits for bytes that must not come (the guest cannot close the host's
+/// end of a virtio-serial port).
+const SILENCE: Duration = Duration::from_secs(5);
+
+/// Sends `bytes` on a new connection and reads one response frame. In the sandbox the write
+/// side is then shut down; a virtio-serial port has no half-close (the host hanging up ends
+/// the session, answer and all), so in the VM the connection just stays open.
 fn raw(f: &Fixture, bytes: &[u8]) -> (UnixStream, Option<ResponseFrame>) {
-    let mut s = UnixStream::connect(f.uvm.socket()).unwrap();
+    let mut s = f.uvm.raw_stream();
     s.write_all(bytes).unwrap();
-    s.shutdown(std::net::Shutdown::Write).ok();
+    if f.kind == Kind::Sandbox {
+        s.shutdown(std::net::Shutdown::Write).ok();
+    }
     let resp = read_frame::<ResponseFrame>(&mut s).ok();
     (s, resp)
 }
@@ -662,6 +768,39 @@ fn framed(body: &[u8]) -> Vec<u8> {
     let mut v = (body.len() as u32).to_be_bytes().to_vec();
     v.extend_from_slice(body);
     v
+}
+
+/// Scenario 65 in the VM. The agent can only tell a frame is truncated when its stream ends,
+/// and a virtio-serial session ends only when the host hangs up the port, after which no
+/// answer can reach the host. What must hold: no answer comes to the partial frame, and what
+/// the agent had half-read never reaches a later session: afterwards every agent port answers
+/// a fresh `status`.
+fn truncated_frame_then_hang_up(f: &Fixture, partial: &[u8]) {
+    let mut s = f.uvm.raw_stream();
+    s.write_all(partial).unwrap();
+    s.set_read_timeout(Some(SILENCE)).unwrap();
+    let mut got = [0u8; 1];
+    match s.read(&mut got) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("an answer to a partial frame before its end: {other:?} {got:?}"),
+    }
+    drop(s);
+    // Every port but the fixture's own, held open at once so each is a different one.
+    let mut held = Vec::new();
+    for i in 1..VM_AGENT_PORTS {
+        let mut c = f.uvm.connect().unwrap();
+        let r = c.call(Request::Status {});
+        assert!(
+            matches!(r, Ok(Reply::Status(_))),
+            "port {i} after the hang-up: {r:?}\n{}",
+            f.uvm.console()
+        );
+        held.push(c);
+    }
 }
 
 fn bad_request(resp: Option<ResponseFrame>, needle: &str) {
@@ -674,10 +813,8 @@ fn bad_request(resp: Option<ResponseFrame>, needle: &str) {
     }
 }
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn hostile_frames() {
-    let mut f = fixture();
+fn hostile_frames(kind: Kind) {
+    let mut f = fixture(kind);
     // 60. garbage
     let (_, r) = raw(&f, &framed(b"\x00\xffnot json"));
     bad_request(r, "malformed");
@@ -699,21 +836,44 @@ fn hostile_frames() {
         &framed(br#"{"version":7,"id":5,"request":{"op":"status"}}"#),
     );
     bad_request(r, "version 7");
-    // 64. oversized frame: refused before the body is read, connection closed
-    let mut s = UnixStream::connect(f.uvm.socket()).unwrap();
+    // 64. oversized frame: refused before the body is read, connection closed (in the VM the
+    // guest cannot close the host's end: nothing more arrives)
+    let mut s = f.uvm.raw_stream();
     s.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
     bad_request(read_frame::<ResponseFrame>(&mut s).ok(), "exceeds");
     let mut rest = Vec::new();
-    assert_eq!(
-        s.read_to_end(&mut rest).unwrap_or(0),
-        0,
-        "connection stays open"
-    );
+    match f.kind {
+        Kind::Sandbox => assert_eq!(
+            s.read_to_end(&mut rest).unwrap_or(0),
+            0,
+            "connection stays open"
+        ),
+        Kind::Vm => {
+            s.set_read_timeout(Some(SILENCE)).unwrap();
+            match s.read_to_end(&mut rest) {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "{e}"
+                ),
+            }
+            assert!(rest.is_empty(), "bytes after the refusal: {rest:?}");
+        }
+    }
+    drop(s);
     // 65. truncated frame
     let mut t = framed(br#"{"version":1,"id":5,"request":{"op":"status"}}"#);
     t.truncate(t.len() - 5);
-    let (_, r) = raw(&f, &t);
-    bad_request(r, "truncated");
+    match f.kind {
+        Kind::Sandbox => {
+            let (_, r) = raw(&f, &t);
+            bad_request(r, "truncated");
+        }
+        Kind::Vm => truncated_frame_then_hang_up(&f, &t),
+    }
     // 66. a hostile unknown field nested in create (a hook)
     let (_, r) = raw(
         &f,
@@ -721,7 +881,7 @@ fn hostile_frames() {
     );
     bad_request(r, "hooks");
     // 67. a recoverable error keeps the connection usable
-    let mut s = UnixStream::connect(f.uvm.socket()).unwrap();
+    let mut s = f.uvm.raw_stream();
     s.write_all(&framed(b"{}")).unwrap();
     bad_request(read_frame::<ResponseFrame>(&mut s).ok(), "version");
     s.write_all(&framed(
@@ -742,10 +902,8 @@ fn hostile_frames() {
     f.web_runs();
 }
 
-#[test]
-#[ignore = "needs root: namespaces, loop devices, mounts and runc"]
-fn sealed_volumes_only_as_the_policy_lists_them() {
-    let mut f = Fixture::ready();
+fn sealed_volumes_only_as_the_policy_lists_them(kind: Kind) {
+    let mut f = Fixture::ready(kind);
     std::fs::write(f.uvm.layer_dir().join("sealed-x"), b"CHSEAL01 not really").unwrap();
     // 68. A sealed volume the policy does not list (this policy names no broker at all).
     assert_denied(

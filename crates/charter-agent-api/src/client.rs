@@ -79,4 +79,9 @@ impl<S: Read + Write> Client<S> {
     pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }
+
+    /// The underlying stream, giving up the client (for tests that speak raw frames).
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
 }
