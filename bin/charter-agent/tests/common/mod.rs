@@ -4,16 +4,14 @@
 //! image under TCG, layers as read-only virtio disks fixed at launch).
 #![allow(dead_code)]
 
-use std::io::Cursor;
-use std::num::NonZeroUsize;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use charter_agent_api::{
-    paths, CallError, Capabilities, Client, CreateContainer, ErrorKind, MountSpec, Reply, Request,
-    StdioStream, UserSpec,
+    paths, CallError, Client, CreateContainer, ErrorKind, MountSpec, Reply, Request, StdioStream,
+    UserSpec,
 };
 use charter_host::{
     LaunchConfig, LayerDisk, QemuLauncher, QemuUvm, SandboxLauncher, SandboxUvm, Uvm,
@@ -27,69 +25,11 @@ use sha2::{Digest, Sha256};
 
 pub const AGENT: &str = env!("CARGO_BIN_EXE_charter-agent");
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-}
-
-/// A layer built from (path, contents, mode) entries and symlinks.
-pub struct Layer {
-    pub file: PathBuf,
-    pub root_hash: String,
-}
-
-fn tar_of(files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut dirs = std::collections::BTreeSet::new();
-    for (p, _, _) in files {
-        let mut cur = PathBuf::new();
-        for c in Path::new(p).parent().unwrap().components() {
-            cur.push(c);
-            dirs.insert(cur.clone());
-        }
-    }
-    for d in &dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        b.append_data(&mut h, d, std::io::empty()).unwrap();
-    }
-    for (p, data, mode) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(*mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(0);
-        b.append_data(&mut h, p, Cursor::new(data)).unwrap();
-    }
-    for (p, target) in links {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_mtime(0);
-        b.append_link(&mut h, p, target).unwrap();
-    }
-    b.into_inner().unwrap()
-}
+#[allow(unused_imports)]
+pub use charter_testkit::{default_caps, is_root, tar_of, Layer};
 
 fn build(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
-    let file = dir.join(format!("{name}.img"));
-    let out = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&file)
-        .unwrap();
-    let built =
-        charter_image::build_layer_image(Cursor::new(tar), &out, NonZeroUsize::MIN, name).unwrap();
-    Layer {
-        file,
-        root_hash: built.root_hash.to_string(),
-    }
+    charter_testkit::build_layer(dir, name, tar)
 }
 
 pub const APPLETS: [&str; 10] = [
@@ -97,26 +37,13 @@ pub const APPLETS: [&str; 10] = [
 ];
 
 pub fn base_layer(dir: &Path) -> Layer {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let links: Vec<(String, &str)> = APPLETS
-        .iter()
-        .map(|a| (format!("bin/{a}"), "busybox"))
-        .collect();
-    let links: Vec<(&str, &str)> = links.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-    let tar = tar_of(
-        &[
-            ("bin/busybox", busybox, 0o755),
-            (
-                "etc/passwd",
-                b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n".to_vec(),
-                0o644,
-            ),
-            ("etc/group", b"root:x:0:\napp:x:1000:\n".to_vec(), 0o644),
-            ("tmp/.keep", Vec::new(), 0o644),
-        ],
-        &links,
-    );
-    build(dir, "base", tar)
+    charter_testkit::busybox_layer(
+        dir,
+        "base",
+        &APPLETS,
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/tmp:/bin/sh\n",
+        "root:x:0:\napp:x:1000:\n",
+    )
 }
 
 /// `/app/hello.txt`, placed so that reading it touches blocks nothing read before: 64 KiB of
@@ -237,17 +164,6 @@ pub fn policy(base: &Layer, app: &Layer) -> PolicyDocument {
     PolicyDocument {
         containers: vec![web, quiet, sleeper],
         ..PolicyDocument::default()
-    }
-}
-
-pub fn default_caps() -> Capabilities {
-    let d = strings(&charter_policy::DEFAULT_CAPABILITIES);
-    Capabilities {
-        ambient: vec![],
-        bounding: d.clone(),
-        effective: d.clone(),
-        inheritable: vec![],
-        permitted: d,
     }
 }
 
