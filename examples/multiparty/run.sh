@@ -13,7 +13,9 @@
 #
 # Exits 0 only when the aggregate is right and the modified pod was refused. Needs root (the
 # sandbox UVM). CHARTER_BIN=/path/to/charter skips the release build (the agent must sit next
-# to it).
+# to it). CHARTER_UVM_IMAGE=DIR (a `charter uvm build --insecure-simulated-tee` output) runs the
+# pods in the QEMU UVM instead: sealed files become read-only disks, the broker is reached over
+# virtio-serial ports, TLS still ends in the guest.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
@@ -27,6 +29,10 @@ if [ -z "${CHARTER_BIN:-}" ]; then
   CHARTER_BIN="$PWD/target/release/charter"
 fi
 charter() { "$CHARTER_BIN" "$@"; }
+uvm=()
+if [ -n "${CHARTER_UVM_IMAGE:-}" ]; then
+  uvm=(--uvm qemu --uvm-image "$CHARTER_UVM_IMAGE")
+fi
 here=examples/multiparty
 work=$(mktemp -d "${TMPDIR:-/tmp}/charter-multiparty.XXXXXX")
 broker_pid=
@@ -86,7 +92,7 @@ fi
 
 sealed=(--sealed "owner-a=$work/owner-a.sealed" --sealed "owner-b=$work/owner-b.sealed")
 say "the pod runs: the agent attests, fetches both keys, opens both datasets in the guest"
-charter run "$here/pod.yaml" --policy "$work/policy.rego" "${image[@]}" "${sealed[@]}" \
+charter run "${uvm[@]}" "$here/pod.yaml" --policy "$work/policy.rego" "${image[@]}" "${sealed[@]}" \
   --name multiparty | tee "$work/out.txt"
 for expected in "aggregate: matched=4 total_cost=4900 mean_age=40.8" \
   "key-release endpoint: {\"message\":\"Status OK\"}" \
@@ -98,7 +104,7 @@ for expected in "aggregate: matched=4 total_cost=4900 mean_age=40.8" \
 done
 
 say "a host that swaps the two sealed files: each opens only with its own owner's key"
-if charter run "$here/pod.yaml" --policy "$work/policy.rego" "${image[@]}" \
+if charter run "${uvm[@]}" "$here/pod.yaml" --policy "$work/policy.rego" "${image[@]}" \
   --sealed "owner-a=$work/owner-b.sealed" --sealed "owner-b=$work/owner-a.sealed" \
   --name multiparty-swapped >"$work/swapped.txt" 2>&1; then
   cat "$work/swapped.txt" >&2
@@ -111,7 +117,7 @@ grep -q "does not open with its key" "$work/swapped.txt"
 say "the same pod with one env rule changed (MODE=dump-rows) asks for the same keys"
 charter policy generate "$here/pod-modified.yaml" "${image[@]}" -q \
   --key-broker "$url" --key-broker-ca "$ca" --workload-endpoint -o "$work/policy-modified.rego"
-if charter run "$here/pod-modified.yaml" --policy "$work/policy-modified.rego" "${image[@]}" \
+if charter run "${uvm[@]}" "$here/pod-modified.yaml" --policy "$work/policy-modified.rego" "${image[@]}" \
   "${sealed[@]}" --name multiparty-modified >"$work/modified.txt" 2>&1; then
   cat "$work/modified.txt" >&2
   echo "FAIL: the modified pod ran" >&2

@@ -11,7 +11,10 @@
 //!   disconnecting its end, which the guest sees as `POLLHUP`);
 //! * the port `charter.tee.insecure` reaches the INSECURE simulated SNP on the host. It is
 //!   used only when the measured kernel command line says `charter.tee=insecure-simulated`;
-//!   otherwise the agent looks for a real TEE (`--tee auto`).
+//!   otherwise the agent looks for a real TEE (`--tee auto`);
+//! * the ports `charter.broker.<n>`, when the host offers them, carry the agent's connections
+//!   to the policy's key broker (`broker_port`): the agent's broker client finds the bridge's
+//!   socket `broker.sock` in the host directory, as in the sandbox.
 //!
 //! Layer disks: each virtio disk whose serial is a plain name appears as
 //! `/run/charter/disks/<serial>` (a symlink to `/dev/vdX`); that directory is the agent's host
@@ -50,6 +53,7 @@ const MKE2FS: &str = "/usr/sbin/mke2fs";
 /// Virtio-serial port names.
 const AGENT_PORT_PREFIX: &str = "charter.agent.";
 const TEE_PORT: &str = "charter.tee.insecure";
+const BROKER_PORT_PREFIX: &str = "charter.broker.";
 /// The cmdline switch for the simulated TEE.
 const INSECURE_TEE_PARAM: &str = "charter.tee=insecure-simulated";
 /// Where `charter-uvm` puts the modules and their load order.
@@ -114,8 +118,24 @@ fn run(start: Instant) -> Result<(), String> {
             agent_ports += 1;
         }
     }
+    let mut broker_ports = Vec::new();
+    for (name, dev) in &ports {
+        if name.starts_with(BROKER_PORT_PREFIX) {
+            // A port that does not open only costs the broker a concurrent connection.
+            match open_port(dev) {
+                Ok(port) => broker_ports.push((dev.clone(), port)),
+                Err(e) => eprintln!("charter-agent (init): {e}"),
+            }
+        }
+    }
+    let broker_count = broker_ports.len();
+    if broker_count > 0 {
+        // Bound before the agent starts: the broker client looks for it when the policy is set.
+        let socket = Path::new(DISK_DIR).join(charter_agent_api::paths::BROKER_RELAY);
+        crate::broker_port::start(broker_ports, &socket)?;
+    }
     eprintln!(
-        "charter-agent (init): ready after {} ms: {agent_ports} agent port(s), tee {tee}",
+        "charter-agent (init): ready after {} ms: {agent_ports} agent port(s), {broker_count} broker port(s), tee {tee}",
         start.elapsed().as_millis()
     );
     crate::run_with(Args {

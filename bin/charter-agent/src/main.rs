@@ -12,6 +12,7 @@
 )]
 
 mod agent;
+mod broker_port;
 mod containers;
 mod guest;
 mod init;

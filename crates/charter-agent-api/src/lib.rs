@@ -25,6 +25,7 @@ mod client;
 mod frame;
 mod message;
 pub mod paths;
+pub mod relay;
 
 pub use client::{CallError, Client};
 pub use frame::{read_frame, write_frame, FrameError};

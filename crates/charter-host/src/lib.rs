@@ -8,6 +8,7 @@
 mod layers;
 mod pod;
 mod qemu;
+mod qemu_broker;
 mod relay;
 mod sandbox;
 
@@ -23,7 +24,7 @@ pub use qemu::{
     image_measurement, Accel, LayerDisk, QemuLauncher, QemuUvm, SnpConfig, DEFAULT_SCRATCH_MIB,
     INSECURE_TEE_PARAM, SCRATCH_SERIAL,
 };
-pub use relay::{place_sealed, start_broker_relay, BrokerRelay};
+pub use relay::{place_sealed, sealed_disk, start_broker_relay, BrokerRelay};
 pub use sandbox::{SandboxLauncher, SandboxUvm};
 
 /// Errors of the host side.

@@ -21,6 +21,11 @@
 //!   the guest keeps container writes there under dm-crypt and dm-integrity with keys it makes
 //!   itself, so the file holds only ciphertext and tags.
 //!
+//! * with [`QemuLauncher::broker_ports`]: virtio-serial ports `charter.broker.<n>` that carry the
+//!   guest's connections to the policy's key broker as [`charter_agent_api::relay`] frames
+//!   ([`QemuUvm::serve_broker`]); sealed-volume files are read-only disks like layers
+//!   ([`crate::sealed_disk`]).
+//!
 //! Not yet: vsock (the guest agent listens on virtio-serial only), hot-plugged layer disks
 //! (disks are fixed at launch).
 
@@ -104,7 +109,7 @@ pub struct QemuLauncher {
     pub initrd: PathBuf,
     /// The kernel command line (the image's, unchanged: it is measured).
     pub cmdline: String,
-    /// Layer disks, fixed at launch.
+    /// Read-only disks (layer images, sealed-volume disks), fixed at launch.
     pub layers: Vec<LayerDisk>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
@@ -114,6 +119,8 @@ pub struct QemuLauncher {
     pub accel: Accel,
     /// Agent ports (concurrent host connections).
     pub agent_ports: usize,
+    /// Key broker ports (concurrent guest connections to the broker); 0: none.
+    pub broker_ports: usize,
     /// Size of the scratch disk in MiB (a sparse file); 0: no disk, scratch is guest memory.
     pub scratch_mib: u64,
     /// Directory of the simulated AMD-SP's keys (without SNP).
@@ -139,6 +146,7 @@ impl QemuLauncher {
             vcpus: 1,
             accel: Accel::Tcg,
             agent_ports: 8,
+            broker_ports: 0,
             scratch_mib: DEFAULT_SCRATCH_MIB,
             simulator_dir: charter_attest_insecure_sim::default_dir(),
             work_parent: std::env::temp_dir(),
@@ -232,6 +240,19 @@ impl QemuLauncher {
             push(&[
                 "-device",
                 &format!("virtserialport,bus=vser0.0,chardev=agent{i},name=charter.agent.{i}"),
+            ]);
+        }
+        for i in 0..self.broker_ports {
+            push(&[
+                "-chardev",
+                &format!(
+                    "socket,id=broker{i},path={},server=on,wait=off",
+                    w(&format!("broker{i}.sock"))
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtserialport,bus=vser0.0,chardev=broker{i},name=charter.broker.{i}"),
             ]);
         }
         if self.snp.is_none() {
@@ -368,6 +389,7 @@ impl QemuLauncher {
             work_dir: work.path().to_owned(),
             work: Some(work),
             boot_time: Duration::ZERO,
+            broker_ports: self.broker_ports,
         };
         if let Some(guest) = tee {
             serve_tee(uvm.work_dir.join("tee.sock"), guest);
@@ -535,6 +557,7 @@ pub struct QemuUvm {
     work_dir: PathBuf,
     work: Option<tempfile::TempDir>,
     boot_time: Duration,
+    broker_ports: usize,
 }
 
 impl QemuUvm {
@@ -628,6 +651,31 @@ impl QemuUvm {
             }
         });
         Ok(path)
+    }
+}
+
+impl QemuUvm {
+    /// Relays the guest's key broker connections (the ports `charter.broker.<n>`) to the
+    /// broker at `url` (`https://host[:port]`), until the VM stops. The guest speaks TLS to
+    /// the broker through them; the host sees ciphertext only.
+    ///
+    /// # Errors
+    /// [`Error::Pod`] for a URL that is not `https://host[:port]`, or a VM launched without
+    /// broker ports; [`Error::Io`] if a port's socket does not accept.
+    pub fn serve_broker(&self, url: &str) -> Result<(), Error> {
+        let target = crate::relay::authority(url)?;
+        if self.broker_ports == 0 {
+            return Err(Error::Pod(
+                "the QEMU UVM was launched without key broker ports".into(),
+            ));
+        }
+        for i in 0..self.broker_ports {
+            crate::qemu_broker::serve_broker_port(
+                self.work_dir.join(format!("broker{i}.sock")),
+                target.clone(),
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -767,6 +815,17 @@ mod tests {
             Some("file=/w/scratch.img,format=raw,if=none,id=scratch,discard=ignore")
         );
         assert!(arg_after(&args, "-object", "sev-snp-guest").is_none());
+        assert!(arg_after(&args, "-device", "charter.broker").is_none());
+        l.broker_ports = 2;
+        let args = l.args(Path::new("/w"), &[7; 32]).unwrap();
+        assert_eq!(
+            arg_after(&args, "-chardev", "id=broker1"),
+            Some("socket,id=broker1,path=/w/broker1.sock,server=on,wait=off")
+        );
+        assert_eq!(
+            arg_after(&args, "-device", "chardev=broker1"),
+            Some("virtserialport,bus=vser0.0,chardev=broker1,name=charter.broker.1")
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl BrokerRelay {
 }
 
 /// `host:port` of an `https://host[:port]` URL.
-fn authority(url: &str) -> Result<String, Error> {
+pub(crate) fn authority(url: &str) -> Result<String, Error> {
     let rest = url
         .strip_prefix("https://")
         .map(|r| r.trim_end_matches('/'))
@@ -135,9 +135,56 @@ pub fn place_sealed(
     Ok(out)
 }
 
+/// Writes the sealed file `file` as a sealed-volume disk for the QEMU UVM at `dest`: one
+/// header sector with the file's exact length, the file, zeros up to a whole sector
+/// ([`charter_agent_api::relay::sealed_disk`]; a block device has no byte length of its own,
+/// and the sealed format finds its last chunk at the end of the stream).
+///
+/// # Errors
+/// [`Error::Io`] if `file` cannot be read or `dest` written.
+pub fn sealed_disk(file: &Path, dest: &Path) -> Result<(), Error> {
+    use charter_agent_api::relay::sealed_disk::{header, HEADER_LEN};
+    use std::io::Write as _;
+    let mut input = std::fs::File::open(file).map_err(crate::io_err(file))?;
+    let len = input.metadata().map_err(crate::io_err(file))?.len();
+    let out = std::fs::File::create(dest).map_err(crate::io_err(dest))?;
+    let mut w = std::io::BufWriter::new(&out);
+    w.write_all(&header(len)).map_err(crate::io_err(dest))?;
+    let copied = std::io::copy(&mut input, &mut w).map_err(crate::io_err(file))?;
+    if copied != len {
+        return Err(Error::Pod(format!(
+            "{} changed while it was copied",
+            file.display()
+        )));
+    }
+    w.flush().map_err(crate::io_err(dest))?;
+    drop(w);
+    let sector = HEADER_LEN as u64;
+    let total = (sector + len).div_ceil(sector) * sector;
+    out.set_len(total).map_err(crate::io_err(dest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_disks_carry_the_exact_length() {
+        use charter_agent_api::relay::sealed_disk::{parse, HEADER_LEN};
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 511, 512, 513, 70_000] {
+            let file = dir.path().join("f");
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&file, &body).unwrap();
+            let disk = dir.path().join("d");
+            sealed_disk(&file, &disk).unwrap();
+            let bytes = std::fs::read(&disk).unwrap();
+            assert_eq!(bytes.len() % HEADER_LEN, 0);
+            let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
+            assert_eq!(parse(&header), Some(len as u64));
+            assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + len], body.as_slice());
+        }
+    }
 
     #[test]
     fn broker_authority() {

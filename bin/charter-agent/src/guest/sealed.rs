@@ -35,7 +35,7 @@ impl Guest {
         if self.sealed.contains_key(name) {
             return Err(refused(format!("sealed volume {name} is already mounted")));
         }
-        let sealed = File::open(source)
+        let sealed = open_source(source)
             .map_err(|e| refused(format!("sealed volume {name}: {}: {e}", source.display())))?;
         let key = broker.fetch(resource).map_err(|e| {
             failed(format!(
@@ -61,9 +61,31 @@ impl Guest {
     }
 }
 
+/// The sealed bytes of `source`: a file as it is, or a QEMU UVM's sealed-volume disk (a block
+/// device) as many bytes after its header sector as that header says. The header is the
+/// untrusted host's like the rest: a wrong length cuts or extends the sealed stream, and the
+/// sealed format's authenticated last-chunk flag makes that fail to open.
+fn open_source(source: &Path) -> std::io::Result<Box<dyn Read>> {
+    use charter_agent_api::relay::sealed_disk::{parse, HEADER_LEN};
+    use std::os::unix::fs::FileTypeExt;
+    let mut file = File::open(source)?;
+    if !file.metadata()?.file_type().is_block_device() {
+        return Ok(Box::new(file));
+    }
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact(&mut header)?;
+    let len = parse(&header).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "a disk without a sealed-volume header",
+        )
+    })?;
+    Ok(Box::new(file.take(len)))
+}
+
 fn open_into(
     key: &charter_seal::DataKey,
-    sealed: File,
+    sealed: impl Read,
     dir: &Path,
     name: &str,
 ) -> Result<(), AgentError> {

@@ -166,11 +166,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     });
     let record_path = group_file(&name)?;
-    if let UvmChoice::Qemu(_) = uvm {
-        if generated.document.key_broker.is_some() {
-            bail!("--uvm qemu: the key broker relay is not wired into the QEMU UVM yet (use --uvm sandbox)");
-        }
-    }
     if record_path.exists() {
         bail!(
             "a group named {name:?} is already running (or {} is stale: remove it)",
@@ -266,8 +261,12 @@ fn register(uvm: &dyn Uvm, plan: &charter_host::PodPlan, record_path: &Path) -> 
         .with_context(|| format!("writing {}", record_path.display()))
 }
 
-/// Sets the policy, starts the pod (`plan`, or one planned into the UVM's layer directory) and
-/// streams its stdio until every container exits.
+/// Sets the policy, starts the pod and streams its stdio until every container exits.
+///
+/// `plan`: a pod planned before launch, its layers and sealed volumes already given to the UVM
+/// (the QEMU UVM's disks, its broker ports served). Without one (the sandbox), the pod is
+/// planned into the UVM's layer directory, the sealed files are placed there and the broker
+/// relay is started there.
 pub(crate) fn drive(
     uvm: &mut dyn Uvm,
     run: &PodRun<'_>,
@@ -283,8 +282,10 @@ pub(crate) fn drive(
     } = *run;
     // The agent looks for the broker relay when the policy is set.
     let _relay = match &generated.document.key_broker {
-        Some(kb) => Some(charter_host::start_broker_relay(uvm.layer_dir(), &kb.url)?),
-        None => None,
+        Some(kb) if plan.is_none() => {
+            Some(charter_host::start_broker_relay(uvm.layer_dir(), &kb.url)?)
+        }
+        _ => None,
     };
     let mut client = uvm.connect()?;
     client
@@ -296,15 +297,18 @@ pub(crate) fn drive(
         "charter: policy sha256 {} accepted (HOST_DATA)",
         hex::encode(Sha256::digest(policy.as_bytes()))
     );
-    let mut plan = match plan {
+    let plan = match plan {
         Some(p) => p,
-        None => charter_host::plan_pod(generated, images, cache_dir, uvm.layer_dir())?,
+        None => {
+            let mut p = charter_host::plan_pod(generated, images, cache_dir, uvm.layer_dir())?;
+            p.sealed = charter_host::place_sealed(
+                &generated.document.sealed_volumes,
+                run.sealed,
+                uvm.layer_dir(),
+            )?;
+            p
+        }
     };
-    plan.sealed = charter_host::place_sealed(
-        &generated.document.sealed_volumes,
-        run.sealed,
-        uvm.layer_dir(),
-    )?;
     let pod = charter_host::start_pod(&mut client, &plan)?;
     if let Some(record_path) = run.record {
         register(uvm, &plan, record_path)?;

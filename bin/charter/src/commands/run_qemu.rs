@@ -2,6 +2,10 @@
 //! starts, so the pod is planned first (layer images built into a staging directory), each
 //! distinct layer becomes a read-only virtio disk whose serial is its `mount_device` source,
 //! and then the VM boots with the policy's digest as HOST_DATA.
+//!
+//! Sealed volumes are disks too (`sealed0`, ...: [`charter_host::sealed_disk`], the sealed file
+//! after a header sector with its length), and a policy with a key broker gets broker ports
+//! whose host ends relay the guest's TLS connections to the broker.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +15,10 @@ use anyhow::{Context, Result};
 use charter_host::{LaunchConfig, LayerDisk, QemuLauncher, Uvm};
 
 use super::run::{drive, PodRun};
+
+/// Key broker ports of a pod whose policy names a broker (concurrent guest connections: the
+/// agent's own requests, one at a time per sealed volume, and the workload endpoint's).
+const BROKER_PORTS: usize = 2;
 
 pub(crate) fn run_pod_qemu(
     run: &PodRun<'_>,
@@ -40,6 +48,27 @@ pub(crate) fn run_pod_qemu(
             l.file_name = serial.clone();
         }
     }
+    // Sealed volumes: checked against the policy as for the sandbox, then each a disk.
+    let placed = charter_host::place_sealed(
+        &run.generated.document.sealed_volumes,
+        run.sealed,
+        staging.path(),
+    )?;
+    for (i, (volume, file_name)) in placed.into_iter().enumerate() {
+        let serial = format!("sealed{i}");
+        let disk = staging.path().join(format!("{serial}.disk"));
+        charter_host::sealed_disk(&staging.path().join(&file_name), &disk)?;
+        std::fs::remove_file(staging.path().join(&file_name))?;
+        launcher.layers.push(LayerDisk {
+            serial: serial.clone(),
+            path: disk,
+        });
+        plan.sealed.push((volume, serial));
+    }
+    let broker = run.generated.document.key_broker.as_ref();
+    if broker.is_some() {
+        launcher.broker_ports = BROKER_PORTS;
+    }
     if run.tampered_disk {
         let first = plan
             .containers
@@ -62,7 +91,7 @@ pub(crate) fn run_pod_qemu(
         });
     }
     eprintln!(
-        "charter: booting the QEMU UVM ({} layer disk(s), {}; INSECURE: simulated TEE)",
+        "charter: booting the QEMU UVM ({} read-only disk(s), {}; INSECURE: simulated TEE)",
         launcher.layers.len(),
         match launcher.accel {
             charter_host::Accel::Kvm => "KVM",
@@ -74,6 +103,9 @@ pub(crate) fn run_pod_qemu(
         agent: image.initrd.clone(),
     })?;
     eprintln!("charter: UVM up in {:.1} s", uvm.boot_time().as_secs_f64());
+    if let Some(kb) = broker {
+        uvm.serve_broker(&kb.url)?;
+    }
     // `charter exec` and `charter stop` reach the agent through this socket (the group record
     // names `<layer dir>/agent.sock`, as for the sandbox).
     uvm.serve_agent_socket()?;
