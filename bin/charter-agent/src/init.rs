@@ -59,6 +59,8 @@ const INSECURE_TEE_PARAM: &str = "charter.tee=insecure-simulated";
 /// Where `charter-uvm` puts the modules and their load order.
 const MODULE_ORDER: &str = "/lib/charter/modules.order";
 const MODULE_DIR: &str = "/lib/charter/modules";
+/// How long the set of virtio-serial ports must stay the same before init uses it.
+const PORTS_SETTLED: Duration = Duration::from_millis(50);
 /// How often an agent port without a host connection is looked at again.
 const NO_HOST_NAP: Duration = Duration::from_millis(25);
 /// Largest simulated-TEE answer relayed (matches the provider's limit).
@@ -264,10 +266,14 @@ fn load_modules() {
     }
 }
 
-/// `(name, /dev/vportNpM)` of every virtio-serial port, waiting up to `timeout` for the
-/// first one to appear with its device node.
+/// `(name, /dev/vportNpM)` of every virtio-serial port, waiting up to `timeout` for the first
+/// one to appear with its device node and then until the set has not changed for
+/// `PORTS_SETTLED` (the host announces ports one control message at a time: returning at the
+/// first would leave later ports, the simulated TEE's among them, without a bridge).
 fn wait_for_ports(timeout: Duration) -> Vec<(String, PathBuf)> {
     let deadline = Instant::now() + timeout;
+    let mut last: Vec<(String, PathBuf)> = Vec::new();
+    let mut since = Instant::now();
     loop {
         let mut ports = Vec::new();
         if let Ok(rd) = std::fs::read_dir("/sys/class/virtio-ports") {
@@ -281,8 +287,14 @@ fn wait_for_ports(timeout: Duration) -> Vec<(String, PathBuf)> {
             }
         }
         ports.sort();
-        if !ports.is_empty() || Instant::now() >= deadline {
-            return ports;
+        if ports != last {
+            last = ports;
+            since = Instant::now();
+        } else if !last.is_empty() && since.elapsed() >= PORTS_SETTLED {
+            return last;
+        }
+        if Instant::now() >= deadline {
+            return last;
         }
         std::thread::sleep(Duration::from_millis(10));
     }

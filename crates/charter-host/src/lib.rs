@@ -9,6 +9,7 @@ mod layers;
 mod pod;
 mod qemu;
 mod qemu_broker;
+mod qemu_ports;
 mod relay;
 mod sandbox;
 

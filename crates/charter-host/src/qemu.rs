@@ -29,13 +29,11 @@
 //! Not yet: vsock (the guest agent listens on virtio-serial only), hot-plugged layer disks
 //! (disks are fixed at launch).
 
-use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -44,6 +42,7 @@ use charter_attest::TeeProvider as _;
 use charter_attest_insecure_sim::{InsecureSimulatedGuest, InsecureSimulatedSp, LaunchParams};
 use sha2::{Digest, Sha384};
 
+use crate::qemu_ports::{relay_to_port, PortPool};
 use crate::{io_err, Error, LaunchConfig, Launcher, Uvm};
 
 const NAME: &str = "qemu";
@@ -485,68 +484,6 @@ fn serve_tee(socket: PathBuf, guest: InsecureSimulatedGuest) {
     });
 }
 
-/// The agent ports not in use, least recently released first.
-///
-/// A released port rests for [`PORT_REST`] before it is handed out again: a virtio-serial port
-/// tells the guest that a session ended only by the host side hanging up, and the guest must
-/// see that (a `POLLHUP` while nobody is connected) before the next session connects, or it
-/// would carry on the old agent connection into the new session.
-#[derive(Debug)]
-struct PortPool {
-    free: Mutex<VecDeque<(PathBuf, Instant)>>,
-    cond: Condvar,
-}
-
-/// How long a released agent port rests (see [`PortPool`]).
-const PORT_REST: Duration = Duration::from_millis(200);
-
-impl PortPool {
-    fn new(ports: impl IntoIterator<Item = PathBuf>) -> PortPool {
-        let long_ago = Instant::now()
-            .checked_sub(PORT_REST)
-            .unwrap_or_else(Instant::now);
-        PortPool {
-            free: Mutex::new(ports.into_iter().map(|p| (p, long_ago)).collect()),
-            cond: Condvar::new(),
-        }
-    }
-
-    fn take(&self, wait: Duration) -> Option<PathBuf> {
-        let deadline = Instant::now() + wait;
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let now = Instant::now();
-            // The least recently released port is the first to have rested.
-            let mut next_ready = None;
-            if let Some((_, released)) = free.front() {
-                let ready = *released + PORT_REST;
-                if ready <= now {
-                    return free.pop_front().map(|(p, _)| p);
-                }
-                next_ready = Some(ready);
-            }
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                return None;
-            }
-            let nap = next_ready.map_or(left, |r| r.saturating_duration_since(now).min(left));
-            free = self
-                .cond
-                .wait_timeout(free, nap)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn give_back(&self, port: PathBuf) {
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back((port, Instant::now()));
-        self.cond.notify_one();
-    }
-}
-
 /// A running QEMU utility VM. Dropping it stops the VM.
 #[derive(Debug)]
 pub struct QemuUvm {
@@ -554,10 +491,10 @@ pub struct QemuUvm {
     pool: Arc<PortPool>,
     measurement: [u8; 48],
     root_pem: Option<String>,
-    work_dir: PathBuf,
+    pub(crate) work_dir: PathBuf,
     work: Option<tempfile::TempDir>,
     boot_time: Duration,
-    broker_ports: usize,
+    pub(crate) broker_ports: usize,
 }
 
 impl QemuUvm {
@@ -652,82 +589,6 @@ impl QemuUvm {
         });
         Ok(path)
     }
-}
-
-impl QemuUvm {
-    /// Relays the guest's key broker connections (the ports `charter.broker.<n>`) to the
-    /// broker at `url` (`https://host[:port]`), until the VM stops. The guest speaks TLS to
-    /// the broker through them; the host sees ciphertext only.
-    ///
-    /// # Errors
-    /// [`Error::Pod`] for a URL that is not `https://host[:port]`, or a VM launched without
-    /// broker ports; [`Error::Io`] if a port's socket does not accept.
-    pub fn serve_broker(&self, url: &str) -> Result<(), Error> {
-        let target = crate::relay::authority(url)?;
-        if self.broker_ports == 0 {
-            return Err(Error::Pod(
-                "the QEMU UVM was launched without key broker ports".into(),
-            ));
-        }
-        for i in 0..self.broker_ports {
-            crate::qemu_broker::serve_broker_port(
-                self.work_dir.join(format!("broker{i}.sock")),
-                target.clone(),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Relays `downstream` to a free agent port (waiting up to `wait` for one) on two threads;
-/// when either side closes, the session ends (the guest sees the port hang up) and the port
-/// goes back to the pool.
-fn relay_to_port(
-    pool: &Arc<PortPool>,
-    downstream: UnixStream,
-    wait: Duration,
-) -> Result<(), Error> {
-    let port = pool
-        .take(wait)
-        .ok_or_else(|| launch_failed(format!("no free agent port within {wait:?}")))?;
-    let upstream = match UnixStream::connect(&port) {
-        Ok(s) => s,
-        Err(e) => {
-            pool.give_back(port.clone());
-            return Err(Error::Io {
-                path: port.display().to_string(),
-                source: e,
-            });
-        }
-    };
-    let clones = upstream
-        .try_clone()
-        .and_then(|u| Ok((u, downstream.try_clone()?)));
-    let (up2, down2) = match clones {
-        Ok(c) => c,
-        Err(e) => {
-            pool.give_back(port.clone());
-            return Err(Error::Io {
-                path: port.display().to_string(),
-                source: e,
-            });
-        }
-    };
-    let pool = Arc::clone(pool);
-    std::thread::spawn(move || {
-        let back = std::thread::spawn(move || {
-            let (mut from, mut to) = (up2, down2);
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(Shutdown::Both);
-        });
-        let (mut from, mut to) = (downstream, upstream);
-        let _ = std::io::copy(&mut from, &mut to);
-        // The caller closed its end: end the session (the guest sees the port hang up).
-        let _ = to.shutdown(Shutdown::Both);
-        let _ = back.join();
-        pool.give_back(port);
-    });
-    Ok(())
 }
 
 impl Uvm for QemuUvm {
@@ -866,21 +727,6 @@ mod tests {
         );
         // No simulated TEE next to a real one.
         assert!(arg_after(&args, "-device", "charter.tee.insecure").is_none());
-    }
-
-    #[test]
-    fn released_ports_rest_before_reuse() {
-        let pool = PortPool::new([PathBuf::from("a")]);
-        let t = Instant::now();
-        let a = pool.take(Duration::from_secs(1)).unwrap();
-        assert!(
-            pool.take(Duration::ZERO).is_none(),
-            "the only port is in use"
-        );
-        pool.give_back(a);
-        assert!(pool.take(Duration::ZERO).is_none(), "a released port rests");
-        assert_eq!(pool.take(Duration::from_secs(5)), Some(PathBuf::from("a")));
-        assert!(t.elapsed() >= PORT_REST);
     }
 
     #[test]

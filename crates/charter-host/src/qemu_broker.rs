@@ -21,6 +21,34 @@ use std::time::{Duration, Instant};
 
 use charter_agent_api::relay::{self, RelayFrame, MAX_RELAY_DATA};
 
+use crate::qemu::QemuUvm;
+use crate::Error;
+
+impl QemuUvm {
+    /// Relays the guest's key broker connections (the ports `charter.broker.<n>`) to the
+    /// broker at `url` (`https://host[:port]`), until the VM stops. The guest speaks TLS to
+    /// the broker through them; the host sees ciphertext only.
+    ///
+    /// # Errors
+    /// [`Error::Pod`] for a URL that is not `https://host[:port]`, or a VM launched without
+    /// broker ports; [`Error::Io`] if a port's socket does not accept.
+    pub fn serve_broker(&self, url: &str) -> Result<(), Error> {
+        let target = crate::relay::authority(url)?;
+        if self.broker_ports == 0 {
+            return Err(Error::Pod(
+                "the QEMU UVM was launched without key broker ports".into(),
+            ));
+        }
+        for i in 0..self.broker_ports {
+            serve_broker_port(
+                self.work_dir.join(format!("broker{i}.sock")),
+                target.clone(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// How long the host waits for QEMU's port socket to accept.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// How long a broker connection may stay silent before the host gives up on it.
