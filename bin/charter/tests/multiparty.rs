@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 fn run_example(uvm_image: Option<&Path>) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -39,17 +41,6 @@ fn multiparty_example_runs_and_refuses_the_modified_pod() {
 #[test]
 #[ignore = "needs root and QEMU: the QEMU UVM (builds the static agent and the UVM image)"]
 fn multiparty_example_runs_in_the_qemu_uvm() {
-    let dir = tempfile::tempdir().unwrap();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let agent = charter_uvm::workspace_static_agent(&workspace).unwrap();
-    let image = dir.path().join("uvm");
-    let o = Command::new(env!("CARGO_BIN_EXE_charter"))
-        .args(["uvm", "build", "--insecure-simulated-tee", "--out"])
-        .arg(&image)
-        .arg("--agent")
-        .arg(&agent)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    run_example(Some(&image));
+    let image = common::uvm_image();
+    run_example(Some(image));
 }

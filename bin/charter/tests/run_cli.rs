@@ -77,7 +77,7 @@ fn two_container_pod_runs_execs_and_stops() {
 #[ignore = "needs root, qemu-system-x86, linux-image-cloud-amd64 and a static charter-agent (built here)"]
 fn two_container_pod_runs_execs_and_stops_in_the_qemu_uvm() {
     assert!(is_root(), "run as root");
-    let image = uvm_image().to_str().unwrap().to_owned();
+    let image = common::uvm_image().to_str().unwrap().to_owned();
     pod_runs_execs_and_stops(
         &["--uvm", "qemu", "--uvm-image", &image],
         Duration::from_secs(180),
@@ -90,7 +90,7 @@ fn the_demo_runs_in_the_qemu_uvm() {
     assert!(is_root(), "run as root");
     let o = charter()
         .args(["demo", "--uvm", "qemu", "--uvm-image"])
-        .arg(uvm_image())
+        .arg(common::uvm_image())
         .output()
         .unwrap();
     let stderr = format!(
@@ -111,27 +111,6 @@ fn the_demo_runs_in_the_qemu_uvm() {
     ] {
         assert!(stderr.contains(line), "{line:?} missing from:\n{stderr}");
     }
-}
-
-/// The QEMU UVM image (`charter uvm build --insecure-simulated-tee`), built once per run.
-fn uvm_image() -> &'static Path {
-    static IMAGE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
-    let (_, path) = IMAGE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let agent = charter_uvm::workspace_static_agent(&workspace).unwrap();
-        let image = dir.path().join("uvm");
-        let o = charter()
-            .args(["uvm", "build", "--insecure-simulated-tee", "--out"])
-            .arg(&image)
-            .arg("--agent")
-            .arg(&agent)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        (dir, image)
-    });
-    path
 }
 
 fn pod_runs_execs_and_stops(uvm: &[&str], come_up: Duration) {

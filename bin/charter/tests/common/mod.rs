@@ -1,5 +1,5 @@
-//! What the CLI tests share: layer tars built in memory (mtime 0, fixed modes) and OCI layouts
-//! written by `scripts/mkimage.py`.
+//! What the CLI tests share: layer tars built in memory (mtime 0, fixed modes), OCI layouts
+//! written by `scripts/mkimage.py`, and the QEMU UVM image.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -78,4 +78,27 @@ pub fn mkimage(out: &Path, tag: &str, layers: &[Vec<u8>], compression: &str, ent
         "mkimage: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// The QEMU UVM image for the INSECURE simulated TEE (`charter uvm build
+/// --insecure-simulated-tee` with the workspace's static agent), built once per test binary.
+pub fn uvm_image() -> &'static Path {
+    static IMAGE: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = IMAGE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let agent = charter_uvm::workspace_static_agent(&workspace).unwrap();
+        let image = dir.path().join("uvm");
+        let o = Command::new(env!("CARGO_BIN_EXE_charter"))
+            .args(["uvm", "build", "--insecure-simulated-tee", "--out"])
+            .arg(&image)
+            .arg("--agent")
+            .arg(&agent)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (dir, image)
+    });
+    path
 }
