@@ -7,7 +7,10 @@ use std::io::Cursor;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use charter_agent_api::Capabilities;
+use charter_agent_api::{Capabilities, CreateContainer, UserSpec};
+
+/// The `PATH` of the test containers' environment.
+pub const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Whether this process runs as root (tests that need root assert it).
 pub fn is_root() -> bool {
@@ -115,5 +118,23 @@ pub fn default_caps() -> Capabilities {
         effective: d.clone(),
         inheritable: vec![],
         permitted: d,
+    }
+}
+
+/// A create request for container `id` running `cmd` as root with `PATH_ENV`, the standard
+/// mounts and the default capabilities.
+pub fn simple_create(id: &str, cmd: &[&str]) -> CreateContainer {
+    CreateContainer {
+        container_id: id.into(),
+        args: cmd.iter().map(|s| (*s).to_owned()).collect(),
+        env: vec![PATH_ENV.into()],
+        working_dir: "/".into(),
+        mounts: charter_host::standard_mounts(),
+        privileged: false,
+        no_new_privileges: false,
+        user: UserSpec::default(),
+        capabilities: Some(default_caps()),
+        seccomp_profile_sha256: String::new(),
+        stdin: false,
     }
 }

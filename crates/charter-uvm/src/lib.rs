@@ -141,28 +141,16 @@ impl UvmInputs {
     /// [`Error::Io`] when no cloud kernel or no runc is installed.
     pub fn from_host(agent: &Path) -> Result<UvmInputs, Error> {
         let (kernel, modules_dir) = find_cloud_kernel()?;
-        let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or_else(|| Error::Io {
-                path: PathBuf::from("runc"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "runc is not installed (apt-get install runc)",
-                ),
-            })?;
-        let mke2fs = ["/bin/busybox", "/usr/bin/busybox"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or_else(|| Error::Io {
-                path: PathBuf::from("busybox"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "a static busybox is not installed (apt-get install busybox-static)",
-                ),
-            })?;
+        let runc = first_file(
+            &["/usr/sbin/runc", "/usr/bin/runc", "/sbin/runc"],
+            "runc",
+            "runc is not installed (apt-get install runc)",
+        )?;
+        let mke2fs = first_file(
+            &["/bin/busybox", "/usr/bin/busybox"],
+            "busybox",
+            "a static busybox is not installed (apt-get install busybox-static)",
+        )?;
         Ok(UvmInputs {
             kernel,
             modules_dir,
@@ -173,6 +161,18 @@ impl UvmInputs {
             insecure_simulated_tee: false,
         })
     }
+}
+
+/// The first of `candidates` that is a file, else [`Error::Io`] naming `what` with `hint`.
+fn first_file(candidates: &[&str], what: &str, hint: &str) -> Result<PathBuf, Error> {
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::Io {
+            path: PathBuf::from(what),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, hint),
+        })
 }
 
 /// The static `charter-agent` of the workspace at `workspace`, for tests and benchmarks that

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 pub const AGENT: &str = env!("CARGO_BIN_EXE_charter-agent");
 
 #[allow(unused_imports)]
-pub use charter_testkit::{default_caps, is_root, tar_of, Layer};
+pub use charter_testkit::{default_caps, is_root, simple_create, tar_of, Layer, PATH_ENV};
 
 fn build(dir: &Path, name: &str, tar: Vec<u8>) -> Layer {
     charter_testkit::build_layer(dir, name, tar)
@@ -92,7 +92,6 @@ pub const SLEEPER_CMD: [&str; 3] = [
 ];
 /// What `web` prints.
 pub const WEB_OUT: &str = "hello from a verified layer\nGREETING=hi\n1000\ndata-ok\n";
-pub const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
@@ -192,22 +191,6 @@ pub fn web_create() -> CreateContainer {
             supplemental_groups: vec![],
             umask: String::new(),
         },
-        capabilities: Some(default_caps()),
-        seccomp_profile_sha256: String::new(),
-        stdin: false,
-    }
-}
-
-pub fn simple_create(id: &str, cmd: &[&str]) -> CreateContainer {
-    CreateContainer {
-        container_id: id.into(),
-        args: strings(cmd),
-        env: vec![PATH_ENV.into()],
-        working_dir: "/".into(),
-        mounts: standard_mounts(),
-        privileged: false,
-        no_new_privileges: false,
-        user: UserSpec::default(),
         capabilities: Some(default_caps()),
         seccomp_profile_sha256: String::new(),
         stdin: false,

@@ -5,12 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use charter_agent_api::{CreateContainer, UserSpec};
+use charter_agent_api::CreateContainer;
 use charter_policy::model::{Container, EnvRule, PolicyDocument};
 #[allow(unused_imports)]
-pub use charter_testkit::{build_layer, default_caps, tar_of, Layer};
-
-pub const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use charter_testkit::{build_layer, default_caps, tar_of, Layer, PATH_ENV};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -55,17 +53,5 @@ pub fn policy_for(name: &str, command: &[&str], layers: &[&Layer]) -> String {
 
 /// The create request [`policy_for`] allows.
 pub fn create_request(id: &str, command: &[&str]) -> CreateContainer {
-    CreateContainer {
-        container_id: id.into(),
-        args: command.iter().map(|s| (*s).to_owned()).collect(),
-        env: vec![PATH_ENV.into()],
-        working_dir: "/".into(),
-        mounts: charter_host::standard_mounts(),
-        privileged: false,
-        no_new_privileges: false,
-        user: UserSpec::default(),
-        capabilities: Some(default_caps()),
-        seccomp_profile_sha256: String::new(),
-        stdin: false,
-    }
+    charter_testkit::simple_create(id, command)
 }
